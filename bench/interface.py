@@ -1,0 +1,168 @@
+"""The contract between the harness and every method.
+
+A method sees a :class:`Batch` (images and a presence mask, never labels) in ``forward``;
+labels enter only ``loss``. Evaluation calls ``forward`` in eval mode under ``no_grad``, so
+a test-time label leak (as in the released KEDR code) cannot happen by construction.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from bench.errors import ConfigError
+from bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a method may know about its dataset: names and shapes, no samples."""
+
+    name: str
+    classes: tuple[str, ...]
+    modalities: tuple[str, ...]
+    channels: tuple[int, ...]
+    image_size: int
+    priors: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.modalities)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a method sees, in training and at test. Absent images are zeros."""
+
+    images: tuple[Tensor, ...]  # one (B, C_m, H, W) tensor per modality
+    present: Tensor  # (B, M) bool: which modalities each sample has
+
+    @property
+    def size(self) -> int:
+        return int(self.present.shape[0])
+
+
+@dataclass
+class Output:
+    """A method's forward result.
+
+    ``confidences`` holds per-sample branch confidences (B,) when a method has them
+    (KEDR's c_1, c_2, c_s); they are saved with the predictions for the density figures.
+    ``extras`` carries whatever ``loss`` needs (features, auxiliary logits).
+    """
+
+    logits: Tensor  # (B, K)
+    confidences: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of multi-stage training (e.g. a teacher before its student).
+
+    ``epochs`` is a fraction of the cell's epoch budget; ``complete_only`` trains on
+    samples that have every modality.
+    """
+
+    name: str
+    epochs: float = 1.0
+    complete_only: bool = False
+
+
+class Method(nn.Module, abc.ABC):
+    """Base class of every method. Subclasses set ``summary`` and ``citation``."""
+
+    summary: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+
+    def __init__(self, info: DatasetInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.stage = "main"
+
+    @abc.abstractmethod
+    def forward(self, batch: Batch) -> Output:
+        """Logits for every sample of ``batch``; must use ``batch.present`` for missingness."""
+
+    def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Training loss and its named parts (for logging). Default: cross-entropy."""
+        value = nn.functional.cross_entropy(out.logits, y)
+        return value, {"ce": float(value.detach())}
+
+    def stages(self) -> list[Stage]:
+        return [Stage("main")]
+
+    def set_stage(self, name: str) -> None:
+        self.stage = name
+
+    def inference_modules(self) -> list[nn.Module]:
+        """Modules used at inference (for the train-vs-inference parameter count)."""
+        return [self]
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Optuna search space over this method's own hyper-parameters."""
+        return {}
+
+
+METHODS: Registry[type[Method]] = Registry(
+    "method", base=Method, builtin="methods", group="bench.methods"
+)
+register_method = METHODS.register
+
+
+def hparam_names(method_cls: type[Method]) -> list[str]:
+    """Keyword arguments a method accepts besides ``info``."""
+    params = inspect.signature(method_cls.__init__).parameters
+    return [p for p in params if p not in ("self", "info")]
+
+
+def build_method(full_name: str, info: DatasetInfo, hparams: dict[str, Any]) -> Method:
+    """Instantiate ``name[:variant]`` with the variant's fixed arguments and ``hparams``."""
+    cls, fixed = METHODS.resolve(full_name)
+    check_hparams(full_name, hparams)
+    return cls(info, **{**hparams, **fixed})
+
+
+def check_hparams(full_name: str, hparams: dict[str, Any]) -> None:
+    cls, fixed = METHODS.resolve(full_name)
+    valid = hparam_names(cls)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{full_name} has no hyper-parameter {', '.join(map(repr, unknown))}: "
+            f"valid ones are {', '.join(valid) or 'none'}"
+        )
+    clash = sorted(set(hparams) & set(fixed))
+    if clash:
+        raise ConfigError(
+            f"{full_name} fixes {', '.join(clash)} itself: drop them from the hyper-parameters"
+        )
+
+
+def zero_absent(features: Tensor, present: Tensor) -> Tensor:
+    """Zero the rows of ``features`` (B, d) whose modality is absent (``present`` (B,))."""
+    return features * present.to(features.dtype).unsqueeze(-1)
+
+
+__all__ = [
+    "Batch",
+    "DatasetInfo",
+    "METHODS",
+    "Method",
+    "Output",
+    "Stage",
+    "build_method",
+    "check_hparams",
+    "hparam_names",
+    "register_method",
+    "zero_absent",
+]

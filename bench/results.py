@@ -1,0 +1,102 @@
+"""Results of an experiment as a table: one row per cell, from the tracking store.
+
+``load`` returns a pandas DataFrame with exactly the columns of :data:`COLUMNS`;
+``bench results`` prints the same as CSV, JSON (a list of objects) or Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UnknownNameError
+from bench.metrics import METRIC_KEYS
+from bench.tracking import Tracker
+
+ID_COLUMNS = ("method", "dataset", "rate", "seed", "status")
+COLUMNS = ID_COLUMNS + METRIC_KEYS
+
+
+def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
+    """One row per cell of ``experiment``: identity, status and test metrics."""
+    tracker = Tracker(results_dir)
+    experiment_id = tracker.experiment_id(experiment, create=False)
+    if experiment_id is None:
+        names = [e.name for e in tracker.client.search_experiments()]
+        raise UnknownNameError(
+            f"no experiment {experiment!r} in {tracker.results_dir}: choose one of "
+            f"{', '.join(sorted(names)) or 'none (run bench run first)'}"
+        )
+    rows = []
+    for run in tracker.latest_by_cell(experiment_id).values():
+        row = {
+            "method": run.tags.get("method"),
+            "dataset": run.tags.get("dataset"),
+            "rate": float(run.tags.get("rate", "nan")),
+            "seed": int(run.tags.get("seed", "-1")),
+            "status": run.status,
+        }
+        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in METRIC_KEYS})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)
+
+
+def results_frame(results: list) -> pd.DataFrame:
+    """The same columns as :func:`load`, from in-memory :class:`bench.cell.CellResult`s."""
+    rows = [
+        {
+            "method": r.spec.method,
+            "dataset": r.spec.dataset.name,
+            "rate": r.spec.missing.rate,
+            "seed": r.spec.seed,
+            "status": r.status,
+            **{k: r.metrics.get(k, math.nan) for k in METRIC_KEYS},
+        }
+        for r in results
+    ]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        records = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")
+        ]
+        return json.dumps(records, indent=1)
+    return frame.to_markdown(index=False, floatfmt=".4f")
+
+
+def summary_table(frame: pd.DataFrame) -> str:
+    """Per dataset: methods x rates, cells 'F1 / Acc' as mean +- std (%) over seeds."""
+    finished = frame[frame["status"] == "FINISHED"]
+    if finished.empty:
+        return "no finished cells"
+    blocks = []
+    for dataset, part in finished.groupby("dataset"):
+        stats = part.groupby(["method", "rate"])[["f1_macro", "accuracy"]].agg(["mean", "std"])
+        table = {}
+        for (method, rate), row in stats.iterrows():
+            cell = (
+                f"{100 * row[('f1_macro', 'mean')]:.1f}±{100 * _nz(row[('f1_macro', 'std')]):.1f}"
+                f" / {100 * row[('accuracy', 'mean')]:.1f}±{100 * _nz(row[('accuracy', 'std')]):.1f}"
+            )
+            table.setdefault(method, {})[f"{rate:g}"] = cell
+        seeds = part.groupby(["method", "rate"]).size()
+        pivot = pd.DataFrame(table).T.sort_index()
+        pivot.index.name = "method"
+        blocks.append(
+            f"{dataset}: macro-F1 / accuracy (%), mean ± std over {seeds.min()}-{seeds.max()} "
+            f"seeds; columns are missing rates\n{pivot.to_markdown()}"
+        )
+    return "\n\n".join(blocks)
+
+
+def _nz(value: float) -> float:
+    return 0.0 if math.isnan(value) else value

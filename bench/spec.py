@@ -1,0 +1,149 @@
+"""Frozen, hashable specifications: a cell of the grid is one :class:`CellSpec`.
+
+The cell's stable hash identifies it in the tracking store: a FINISHED run carrying the
+hash means the cell is done. The device is where a cell runs, not what it is, so it is
+left out of the hash (a grid started on CPU can be resumed on GPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from bench.errors import ConfigError
+
+MECHANISMS = ("mcar", "mnar-class", "released")
+MODALITY_CHOICES = ("either", "m1", "m2", "m3")
+APPLY_TO = ("both", "train", "test")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+HASH_VERSION = 1
+
+
+def _choice(value: str, valid: tuple[str, ...], what: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"{what} {value!r} is not valid: choose one of {', '.join(valid)}")
+
+
+def _frozen_items(mapping: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((mapping or {}).items()))
+
+
+@dataclass(frozen=True)
+class MissingSpec:
+    """How modalities go missing (EVALUATION.md, Missingness)."""
+
+    rate: float = 0.0
+    mechanism: str = "mcar"
+    modality: str = "either"
+    apply_to: str = "both"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rate, int | float) or not (0.0 <= self.rate < 1.0):
+            raise ConfigError(
+                f"missing rate {self.rate!r} is outside [0, 1): give a fraction such as 0.4"
+            )
+        _choice(self.mechanism, MECHANISMS, "missingness mechanism")
+        _choice(self.modality, MODALITY_CHOICES, "missing modality")
+        _choice(self.apply_to, APPLY_TO, "apply_to")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The shared training recipe. ``monitor`` is the validation metric for model selection."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
+    monitor: str = "f1_macro"
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    amp: bool = True  # mixed precision, used on CUDA only
+    device: str = field(default="auto", compare=False)
+
+    def __post_init__(self) -> None:
+        from bench.metrics import METRIC_KEYS
+
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"train.{name} must be a non-negative integer, got {value!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be at least 1")
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"train.{name} must be a finite number >= 0, got {value!r}")
+        _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
+        _choice(self.scheduler, SCHEDULERS, "train.scheduler")
+        _choice(self.monitor, METRIC_KEYS, "train.monitor")
+        _choice(self.device, DEVICES, "device")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset by name, with its generation or loading options (``image_size``...)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, name: str, options: dict[str, Any] | None = None) -> DatasetRef:
+        return cls(name, _frozen_items(options))
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell: method x dataset x missingness x seed, with its training recipe."""
+
+    method: str
+    dataset: DatasetRef
+    missing: MissingSpec
+    train: TrainSpec
+    seed: int
+    hparams: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed {self.seed!r} is not a non-negative integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for params, YAML and hashing)."""
+        out = asdict(self)
+        out["dataset"] = {"name": self.dataset.name, "options": dict(self.dataset.options)}
+        out["hparams"] = dict(self.hparams)
+        return out
+
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit identity over every field that changes the result."""
+        identity = self.to_dict()
+        for f in fields(TrainSpec):
+            if not f.compare:
+                identity["train"].pop(f.name)
+        identity["hash_version"] = HASH_VERSION
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} | {self.dataset.name} | r={self.missing.rate:g} | seed={self.seed}"
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,219 @@
+"""The one train / validate / predict loop that every method shares.
+
+Model selection (best epoch, early stopping) looks at the validation split only; the test
+split is predicted once, by the caller, after ``fit`` has restored the best weights.
+Labels reach a method only through ``Method.loss``; ``predict`` never sees them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.data import Split
+from bench.errors import TrainingDivergedError
+from bench.interface import Batch, Method, Stage
+from bench.metrics import HIGHER_IS_BETTER, compute_metrics
+from bench.spec import TrainSpec
+
+
+@dataclass(frozen=True)
+class MaskedSplit:
+    """A split together with its presence mask (n, M) from the protocol."""
+
+    split: Split
+    present: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def subset(self, index: torch.Tensor) -> MaskedSplit:
+        images = tuple(x[index] for x in self.split.images)
+        return MaskedSplit(Split(images, self.split.labels[index]), self.present[index])
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    stage: str
+    epoch: int  # within the stage, from 0
+    step: int  # global epoch counter over all stages
+    train_loss: float
+    loss_parts: dict[str, float]
+    val: dict[str, float]
+    lr: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: dict[str, int] = field(default_factory=dict)  # per stage
+    stopped_early: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    probs: np.ndarray  # float32 (n, K)
+    confidences: dict[str, np.ndarray]  # branch -> float32 (n,)
+
+
+def make_batch(data: MaskedSplit, index: torch.Tensor, device: torch.device) -> Batch:
+    """Normalise uint8 images to [-1, 1] and zero every absent modality."""
+    present = data.present[index].to(device, non_blocking=True)
+    images = []
+    for m, pixels in enumerate(data.split.images):
+        x = pixels[index].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        images.append(x * present[:, m].view(-1, 1, 1, 1).to(x.dtype))
+    return Batch(tuple(images), present)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled or device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _needs_loss_scaling(device: torch.device, amp: bool) -> bool:
+    """float16 autocast needs a GradScaler; bfloat16 does not."""
+    return amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def _optimizer(params: list[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
+    cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+@torch.no_grad()
+def predict(method: Method, data: MaskedSplit, device: torch.device, batch_size: int,
+            amp: bool = True) -> Predictions:
+    """Class probabilities (and branch confidences) for every sample, in order."""
+    method.eval()
+    probs, confidences = [], {}
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        with _autocast(device, amp):
+            out = method(make_batch(data, index, device))
+        probs.append(torch.softmax(out.logits.float(), dim=-1).cpu())
+        for name, value in out.confidences.items():
+            confidences.setdefault(name, []).append(value.float().reshape(-1).cpu())
+    return Predictions(
+        probs=torch.cat(probs).numpy(),
+        confidences={k: torch.cat(v).numpy() for k, v in confidences.items()},
+    )
+
+
+def _stage_data(data: MaskedSplit, stage: Stage) -> MaskedSplit:
+    if not stage.complete_only:
+        return data
+    return data.subset(torch.nonzero(data.present.all(dim=1)).squeeze(1))
+
+
+def fit(
+    method: Method,
+    train: MaskedSplit,
+    val: MaskedSplit,
+    spec: TrainSpec,
+    device: torch.device,
+    seed: int,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> FitResult:
+    """Train every stage of ``method``; keep the weights of each stage's best validation epoch.
+
+    Raises :class:`TrainingDivergedError` as soon as a loss is NaN or infinite.
+    """
+    method.to(device)
+    result = FitResult()
+    shuffle = torch.Generator().manual_seed(seed)
+    higher = HIGHER_IS_BETTER[spec.monitor]
+    step = 0
+    for stage in method.stages():
+        method.set_stage(stage.name)
+        stage_train, stage_val = _stage_data(train, stage), _stage_data(val, stage)
+        epochs = max(1, round(spec.epochs * stage.epochs))
+        params = [p for p in method.parameters() if p.requires_grad]
+        optimizer = _optimizer(params, spec)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+            if spec.scheduler == "cosine"
+            else None
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=_needs_loss_scaling(device, spec.amp))
+        best_score, best_state, since_best = -math.inf, None, 0
+        for epoch in range(epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            loss_mean, parts = _train_epoch(
+                method, stage_train, spec, device, optimizer, scaler, shuffle, stage.name, epoch
+            )
+            if scheduler is not None:
+                scheduler.step()
+            val_probs = predict(method, stage_val, device, spec.batch_size, spec.amp).probs
+            val_metrics = compute_metrics(val_probs, stage_val.split.labels.numpy())
+            record = EpochRecord(stage.name, epoch, step, loss_mean, parts, val_metrics, lr)
+            result.history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            step += 1
+            score = val_metrics[spec.monitor] * (1 if higher else -1)
+            if score > best_score or best_state is None:
+                best_score, since_best = score, 0
+                best_state = {k: v.detach().clone() for k, v in method.state_dict().items()}
+                result.best_epoch[stage.name] = epoch
+            else:
+                since_best += 1
+                if spec.patience and since_best >= spec.patience:
+                    result.stopped_early[stage.name] = True
+                    break
+        method.load_state_dict(best_state)
+    return result
+
+
+def _train_epoch(
+    method: Method,
+    data: MaskedSplit,
+    spec: TrainSpec,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    shuffle: torch.Generator,
+    stage: str,
+    epoch: int,
+) -> tuple[float, dict[str, float]]:
+    method.train()
+    order = torch.randperm(len(data), generator=shuffle)
+    total, parts_total, seen = 0.0, {}, 0
+    labels = data.split.labels
+    for start in range(0, len(data), spec.batch_size):
+        index = order[start : start + spec.batch_size]
+        if len(index) < 2 and len(data) > 1:  # a batch of one breaks BatchNorm
+            continue
+        batch = make_batch(data, index, device)
+        y = labels[index].to(device, non_blocking=True)
+        with _autocast(device, spec.amp):
+            out = method(batch)
+            loss, parts = method.loss(out, batch, y)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"loss became {float(loss)} in stage {stage!r}, epoch {epoch}, batch "
+                f"{start // spec.batch_size}: lower train.lr or set train.grad_clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if spec.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(method.parameters(), spec.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        n = len(index)
+        seen += n
+        total += float(loss.detach()) * n
+        for key, value in parts.items():
+            parts_total[key] = parts_total.get(key, 0.0) + value * n
+    seen = max(seen, 1)
+    return total / seen, {k: v / seen for k, v in parts_total.items()}

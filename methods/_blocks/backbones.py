@@ -1,0 +1,84 @@
+"""Image encoders: a small CNN for the 64 px synthetic default, timm models by name for real sizes.
+
+Every encoder maps ``(B, C, H, W)`` to ``(B, feature_dim)`` and exposes ``feature_dim``.
+timm models are built with ``num_classes=0`` (pooled features), as in timm's own
+feature-extraction recipe (Wightman, https://github.com/huggingface/pytorch-image-models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+
+
+class SmallCNN(nn.Module):
+    """Four stride-2 3x3 conv blocks (BatchNorm, ReLU), global average pooling, linear.
+
+    About 0.1 M parameters; sized so that a whole grid runs on a laptop CPU.
+    """
+
+    def __init__(self, in_chans: int, feature_dim: int = 64, width: int = 16) -> None:
+        super().__init__()
+        chans = [in_chans, width, 2 * width, 4 * width, 4 * width]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(chans[-1], feature_dim)
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+
+class TimmEncoder(nn.Module):
+    """A timm backbone with its classifier removed; ``feature_dim`` is its pooled width."""
+
+    def __init__(self, name: str, in_chans: int, pretrained: str | None = None) -> None:
+        super().__init__()
+        import timm
+
+        if name not in timm.list_models():
+            raise ConfigError(
+                f"unknown backbone {name!r}: use 'small-cnn' or a timm model name "
+                "(see timm.list_models())"
+            )
+        overlay = None
+        if pretrained:
+            path = Path(pretrained).expanduser()
+            if not path.is_file():
+                raise ConfigError(
+                    f"pretrained checkpoint {str(path)!r} does not exist: pass the path of a "
+                    "local weights file (no downloads happen here)"
+                )
+            overlay = {"file": str(path)}
+        self.model = timm.create_model(
+            name,
+            pretrained=overlay is not None,
+            pretrained_cfg_overlay=overlay,
+            num_classes=0,
+            in_chans=in_chans,
+        )
+        self.feature_dim = int(self.model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def create_encoder(
+    name: str, in_chans: int, feature_dim: int = 64, pretrained: str | None = None
+) -> nn.Module:
+    """Build the encoder called ``name`` ('small-cnn' or any timm model)."""
+    if name == "small-cnn":
+        if pretrained:
+            raise ConfigError("small-cnn has no pretrained weights: drop 'pretrained'")
+        return SmallCNN(in_chans, feature_dim)
+    return TimmEncoder(name, in_chans, pretrained)

@@ -1,0 +1,48 @@
+"""Unimodal bounds: one modality's encoder and a linear head.
+
+``unimodal:m1`` and ``unimodal:m2`` bound what fusion adds. When the model's modality is
+absent for a sample, its feature is zero and the head can only return its bias (the
+class prior it learned): the honest unimodal result under missingness.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.interface import Batch, DatasetInfo, Method, Output, register_method
+from methods._blocks.encoders import ModalityEncoders
+
+
+@register_method(
+    "unimodal", variants={"m1": {"modality": 1}, "m2": {"modality": 2}}, variants_only=True
+)
+class Unimodal(Method):
+    summary = "One modality's encoder and a linear head (a bound for fusion)"
+    citation = "Baseline"
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        modality: int = 1,
+        backbone: str = "small-cnn",
+        feature_dim: int = 64,
+        pretrained: str | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(info)
+        if not 1 <= modality <= info.num_modalities:
+            raise ConfigError(
+                f"unimodal modality {modality} does not exist: {info.name} has "
+                f"modalities 1..{info.num_modalities}"
+            )
+        self.encoder = ModalityEncoders(info, backbone, feature_dim, pretrained, (modality - 1,))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.feature_dim, info.num_classes))
+
+    def forward(self, batch: Batch) -> Output:
+        (feature,) = self.encoder(batch)
+        return Output(self.head(feature))
+
+    @classmethod
+    def search_space(cls, trial) -> dict:
+        return {"dropout": trial.suggest_float("dropout", 0.0, 0.5)}
