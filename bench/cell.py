@@ -98,7 +98,9 @@ def run_cell(
             values.update({"train/loss": record.train_loss, "train/lr": record.lr})
             tracker.log_metrics(run_id, values, step=record.step)
 
-        history = fit(method, splits["train"], splits["val"], spec.train, device, spec.seed, on_epoch)
+        history = fit(
+            method, splits["train"], splits["val"], spec.train, device, spec.seed, on_epoch
+        )
         preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
         y_test = data.test.labels.numpy()
         metrics = compute_metrics(preds.probs, y_test)
@@ -123,5 +125,9 @@ def run_cell(
     except Exception as err:  # the cell fails with its reason; the grid goes on
         log.debug("cell %s failed", spec.label, exc_info=True)
         tracker.fail(run_id, err)
-        return CellResult(spec, "FAILED", error=f"{type(err).__name__}: {err}",
-                          seconds=time.perf_counter() - started)
+        return CellResult(
+            spec,
+            "FAILED",
+            error=f"{type(err).__name__}: {err}",
+            seconds=time.perf_counter() - started,
+        )

@@ -29,8 +29,9 @@ def _numbers(text: str | None, cast: type, what: str, example: str) -> list | No
     try:
         return [cast(item) for item in items]
     except ValueError as err:
-        raise ConfigError(f"{what} must be {cast.__name__}s separated by commas, like {example}: "
-                          f"got {text!r}") from err
+        raise ConfigError(
+            f"{what} must be {cast.__name__}s separated by commas, like {example}: got {text!r}"
+        ) from err
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -64,8 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("bench").info(
         "%d cells: %d to run, %d already recorded", len(cells), len(todo), len(skipped)
     )
-    print(f"{len(cells)} cells: {len(todo)} to run, {len(skipped)} already recorded",
-          file=sys.stderr)
+    print(
+        f"{len(cells)} cells: {len(todo)} to run, {len(skipped)} already recorded", file=sys.stderr
+    )
     ran = list(run_local(todo, tracker, experiment_id, tracker.results_dir / "cache"))
     failed = [r for r in ran if r.status == "FAILED"]
     print(summary_table(results_frame(skipped + ran)))
@@ -116,10 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", help="MLflow experiment name (default 'default')")
     run.add_argument("--results-dir", dest="results_dir", help="default results/")
     run.add_argument("--config", help="YAML file with any of the keys below")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override one config key, e.g. train.lr=3e-4 (repeatable)")
-    run.add_argument("--retry-failed", dest="retry_failed", action="store_true",
-                     help="run again the cells recorded as FAILED")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. train.lr=3e-4 (repeatable)",
+    )
+    run.add_argument(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="run again the cells recorded as FAILED",
+    )
     run.set_defaults(func=cmd_run)
 
     results = sub.add_parser("results", help="print one row per cell of an experiment")

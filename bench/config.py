@@ -97,9 +97,7 @@ def apply_sets(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]
     return config
 
 
-def resolve(
-    file: str | None, flags: dict[str, Any], sets: list[str]
-) -> dict[str, Any]:
+def resolve(file: str | None, flags: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     config = copy.deepcopy(DEFAULTS)
     if file:
         config = _merge(config, load_config_file(file))
@@ -137,7 +135,7 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
     for key in hparams:
         if key != "*":
             METHODS.resolve(key) if ":" in key else METHODS.entry(key)
-    for key in (hparams.get("*") or {}):
+    for key in hparams.get("*") or {}:
         if not any(key in hparam_names(METHODS.resolve(m)[0]) for m in methods):
             raise ConfigError(f"no selected method has a hyper-parameter {key!r}: check hparams.*")
     per_method = {m: _hparams_for(m, hparams) for m in methods}
@@ -151,7 +149,9 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
         datasets.append(DatasetRef.of(card.name, options))
 
     train = TrainSpec(**config["train"])
-    missing = [MissingSpec(rate=_rate(r), **config["missing"]) for r in _as_list(config["rates"], "rates")]
+    missing = [
+        MissingSpec(rate=_rate(r), **config["missing"]) for r in _as_list(config["rates"], "rates")
+    ]
     seeds = [_seed(s) for s in _as_list(config["seeds"], "seeds")]
     return [
         CellSpec(method, dataset, miss, train, seed, tuple(sorted(per_method[method].items())))

@@ -154,9 +154,9 @@ def zero_absent(features: Tensor, present: Tensor) -> Tensor:
 
 
 __all__ = [
+    "METHODS",
     "Batch",
     "DatasetInfo",
-    "METHODS",
     "Method",
     "Output",
     "Stage",

@@ -1,4 +1,4 @@
-"""Evaluation metrics from saved class probabilities (EVALUATION.md, Metrics).
+"""Evaluation metrics from saved class probabilities.
 
 Every metric is a pure function of ``probs`` (float array (n, K), rows sum to 1: pass
 probabilities, never logits) and integer labels ``y`` (n,) in [0, K). Inputs are validated
@@ -150,7 +150,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
     """Top-label expected calibration error with ``n_bins`` equal-width bins (lo, hi] on [0, 1].
 
     ECE = sum_b |B_b|/n * |acc(B_b) - conf(B_b)| as a fraction (Naeini et al. 2015; Guo et
-    al. 2017, "On Calibration of Modern Neural Networks", eq. 3, 15 bins). A confidence of
+    al. 2017, "On Calibration of Modern Neural Networks", with 15 bins). A confidence of
     exactly 1.0 belongs to the last bin. torchmetrics uses [lo, hi) bins plus an extra bin
     for 1.0, so the two agree except for confidences exactly on an inner edge or at 1.0.
     """
@@ -262,7 +262,7 @@ def compute_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
       clips at machine epsilon instead; they differ only where p[y] < 1e-12).
     - ``brier``: multi-class Brier score (Brier 1950), mean over samples of
       sum_k (p_k - onehot_k)^2, DIVIDED BY 2 so that it lies in [0, 1] (the sum's maximum
-      is 2); for K=2 this equals the usual binary Brier score of the positive class.
+      is 2); for K=2 (rows summing to 1) it equals the binary Brier score of class 1.
     - ``ece`` (15 bins), ``ece10`` (10 bins, netcal's default), ``aece`` (15 adaptive
       bins): see ``expected_calibration_error`` and ``adaptive_calibration_error``.
     """

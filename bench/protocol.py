@@ -38,9 +38,7 @@ def split_is_masked(split: str, missing: MissingSpec) -> bool:
 
 def mask_seed(dataset: str, split: str, n: int, missing: MissingSpec, seed: int) -> int:
     """A 64-bit seed derived from everything the mask depends on (stable across runs)."""
-    key = (
-        f"{dataset}|{split}|{n}|{missing.rate!r}|{missing.mechanism}|{missing.modality}|{seed}"
-    )
+    key = f"{dataset}|{split}|{n}|{missing.rate!r}|{missing.mechanism}|{missing.modality}|{seed}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
 
 
@@ -80,7 +78,7 @@ def presence_mask(
         return present
 
     rng = np.random.default_rng(mask_seed(dataset, split, n, missing, seed))
-    count = int(round(missing.rate * n))
+    count = round(missing.rate * n)
     if missing.mechanism == "mcar":
         chosen = rng.choice(n, size=count, replace=False)
     else:  # mnar-class

@@ -62,9 +62,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} name {name!r} may not contain ':' (used for variants)")
 
         def decorate(obj: T) -> T:
-            if self.base is not None and not (
-                inspect.isclass(obj) and issubclass(obj, self.base)
-            ):
+            if self.base is not None and not (inspect.isclass(obj) and issubclass(obj, self.base)):
                 raise TypeError(f"{obj!r} must subclass {self.base.__name__} to be a {self.kind}")
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")

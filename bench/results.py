@@ -83,10 +83,7 @@ def summary_table(frame: pd.DataFrame) -> str:
         stats = part.groupby(["method", "rate"])[["f1_macro", "accuracy"]].agg(["mean", "std"])
         table = {}
         for (method, rate), row in stats.iterrows():
-            cell = (
-                f"{100 * row[('f1_macro', 'mean')]:.1f}±{100 * _nz(row[('f1_macro', 'std')]):.1f}"
-                f" / {100 * row[('accuracy', 'mean')]:.1f}±{100 * _nz(row[('accuracy', 'std')]):.1f}"
-            )
+            cell = f"{_mean_std(row, 'f1_macro')} / {_mean_std(row, 'accuracy')}"
             table.setdefault(method, {})[f"{rate:g}"] = cell
         seeds = part.groupby(["method", "rate"]).size()
         pivot = pd.DataFrame(table).T.sort_index()
@@ -98,5 +95,6 @@ def summary_table(frame: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
-def _nz(value: float) -> float:
-    return 0.0 if math.isnan(value) else value
+def _mean_std(row: pd.Series, key: str) -> str:
+    std = row[(key, "std")]
+    return f"{100 * row[(key, 'mean')]:.1f}±{0.0 if math.isnan(std) else 100 * std:.1f}"

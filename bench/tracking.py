@@ -26,11 +26,12 @@ from bench.spec import CellSpec, flatten
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-for _noisy in ("alembic", "mlflow"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its loggers then
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 TAG_HASH = "cell_hash"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -153,10 +154,13 @@ class Tracker:
     # one cell --------------------------------------------------------------------------
     def start(self, experiment_id: str, spec: CellSpec, device: str) -> str:
         """Open a run for ``spec``; mark its dead predecessors KILLED."""
-        for run in self.runs(experiment_id):
-            if run.cell_hash == spec.hash and run.status == "RUNNING":
-                if not _process_alive(run.tags):
-                    self.client.set_terminated(run.run_id, "KILLED")
+        running = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{TAG_HASH} = '{spec.hash}' and attributes.status = 'RUNNING'",
+        )
+        for run in running:
+            if not _process_alive(dict(run.data.tags)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
         tags = {
             TAG_HASH: spec.hash,
             "mlflow.runName": spec.label,

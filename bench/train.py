@@ -91,8 +91,9 @@ def _optimizer(params: list[torch.nn.Parameter], spec: TrainSpec) -> torch.optim
 
 
 @torch.no_grad()
-def predict(method: Method, data: MaskedSplit, device: torch.device, batch_size: int,
-            amp: bool = True) -> Predictions:
+def predict(
+    method: Method, data: MaskedSplit, device: torch.device, batch_size: int, amp: bool = True
+) -> Predictions:
     """Class probabilities (and branch confidences) for every sample, in order."""
     method.eval()
     probs, confidences = [], {}
@@ -200,7 +201,7 @@ def _train_epoch(
             loss, parts = method.loss(out, batch, y)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
-                f"loss became {float(loss)} in stage {stage!r}, epoch {epoch}, batch "
+                f"loss became {float(loss.detach())} in stage {stage!r}, epoch {epoch}, batch "
                 f"{start // spec.batch_size}: lower train.lr or set train.grad_clip"
             )
         optimizer.zero_grad(set_to_none=True)

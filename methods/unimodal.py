@@ -37,7 +37,9 @@ class Unimodal(Method):
                 f"modalities 1..{info.num_modalities}"
             )
         self.encoder = ModalityEncoders(info, backbone, feature_dim, pretrained, (modality - 1,))
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.feature_dim, info.num_classes))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(self.encoder.feature_dim, info.num_classes)
+        )
 
     def forward(self, batch: Batch) -> Output:
         (feature,) = self.encoder(batch)

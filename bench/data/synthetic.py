@@ -191,6 +191,12 @@ def _grid(size: int) -> np.ndarray:
     return ((np.arange(size) + 0.5) / size).astype(np.float32)
 
 
+def _profiles(cx: np.ndarray, amp: np.ndarray, sigma: np.ndarray | float, size: int) -> np.ndarray:
+    """1-D Gaussian profiles along the image width, ``(n, K, size)``, from ``(n, K)`` arrays."""
+    g = _grid(size)
+    return (amp[..., None] * np.exp(-0.5 * ((g - cx[..., None]) / sigma) ** 2)).astype(np.float32)
+
+
 def _spots(
     cx: np.ndarray, cy: np.ndarray, amp: np.ndarray, sigma: np.ndarray | float, size: int
 ) -> np.ndarray:
@@ -310,7 +316,9 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     base = np.array([0.80, 0.36, 0.16], dtype=np.float32)
     tint = base * np.exp(rng.normal(0.0, [0.10, 0.18, 0.30], (n, 3)))
     texture = 1.0 + 0.07 * _smooth_noise(rng, n, size, 0.03)
-    r_macula = np.sqrt((g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2)
+    r_macula = np.sqrt(
+        (g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2
+    )
     macula = 1.0 - rng.uniform(0.15, 0.3, (n, 1, 1)) * np.exp(-0.5 * (r_macula / 0.09) ** 2)
     rgb = tint[:, :, None, None] * (texture * macula)[:, None]
 
@@ -318,7 +326,13 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     drusen = _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.014, size)
     rgb += np.array([0.16, 0.22, 0.10], dtype=np.float32)[:, None, None] * drusen[:, None]
     blob_sigma = (0.055 * lesions.size)[:, None]
-    blob = _spots(lesions.x[:, None], lesions.y[:, None], (lesions.classes == WET)[:, None] * lesions.strength[:, None], blob_sigma, size)
+    blob = _spots(
+        lesions.x[:, None],
+        lesions.y[:, None],
+        (lesions.classes == WET)[:, None] * lesions.strength[:, None],
+        blob_sigma,
+        size,
+    )
     rgb *= 1.0 - np.array([0.10, 0.30, 0.30], dtype=np.float32)[:, None, None] * blob[:, None]
     nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.016, size)
     rgb += np.array([0.22, 0.05, -0.03], dtype=np.float32)[:, None, None] * nodules[:, None]
@@ -387,18 +401,14 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
 
     # Lesion geometry: sub-RPE elevation (drusen bumps, PCV dome, shallow PED under wet AMD)
     # and fluid above the RPE (wet AMD; sometimes beside a PCV dome).
-    bumps = np.einsum(
-        "nk,nkw->nw",
-        lesions.drusen_amp,
-        np.exp(-0.5 * ((x[:, None, :] - lesions.drusen_x[..., None]) / 0.02) ** 2),
-    )
+    bumps = _profiles(lesions.drusen_x, lesions.drusen_amp, 0.02, size).max(axis=1)
     drusen_lift = 0.045 * bumps
     dome_half_width = 0.045 * size_k
     dome = np.sqrt(np.clip(1.0 - ((x - lx) / dome_half_width) ** 2, 0.0, None))
     dome_lift = (classes == PCV) * 0.15 * strength * dome
     ped_shape = np.clip(1.0 - ((x - lx) / (0.10 * size_k)) ** 2, 0.0, None)
-    ped_lift = (classes == WET) * 0.025 * strength * ped_shape * (
-        1.0 + 0.3 * np.sin(40.0 * x + 6.0 * lx)
+    ped_lift = (
+        (classes == WET) * 0.025 * strength * ped_shape * (1.0 + 0.3 * np.sin(40.0 * x + 6.0 * lx))
     )
     fluid_shape = np.clip(1.0 - ((x - lx) / (0.12 * size_k)) ** 2, 0.0, None) ** 0.6
     fluid_side = np.clip(1.0 - ((x - lx - 0.07) / 0.07) ** 2, 0.0, None) ** 0.6
@@ -415,14 +425,10 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
         return 1.0 / (1.0 + np.exp(-(y - boundary[:, None, :]) * size * 2.0))
 
     t = np.clip((y - ilm[:, None, :]) / (outer - ilm)[:, None, :], 0.0, 1.0)
-    retina = 0.10 + sum(
-        a * np.exp(-0.5 * ((t - c) / w) ** 2) for c, a, w in _LAYERS
-    )
+    retina = 0.10 + sum(a * np.exp(-0.5 * ((t - c) / w) ** 2) for c, a, w in _LAYERS)
     in_ilm, in_outer, in_rpe, in_bruch = (above(b) for b in (ilm, outer, rpe, bruch))
     below_bruch = np.clip(y - bruch[:, None, :], 0.0, None)
-    choroid = (0.5 * np.exp(-below_bruch / 0.12)) * (
-        1.0 + 0.35 * _smooth_noise(rng, n, size, 0.02)
-    )
+    choroid = (0.5 * np.exp(-below_bruch / 0.12)) * (1.0 + 0.35 * _smooth_noise(rng, n, size, 0.02))
     image = (
         0.03 * (1.0 - in_ilm)
         + retina * in_ilm * (1.0 - in_outer)
@@ -433,14 +439,8 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     )
 
     # Shadows cast by retinal vessels: darker columns below the inner retina.
-    shadows = _spots(
-        rng.uniform(0.0, 1.0, (n, 3)),
-        np.full((n, 3), 0.5),
-        rng.uniform(0.0, 0.5, (n, 3)),
-        0.012,
-        size,
-    )
-    shadow_cols = shadows[:, size // 2, :] / np.exp(-0.5 * ((g[size // 2] - 0.5) / 0.012) ** 2)
+    shadow = _profiles(rng.uniform(0.0, 1.0, (n, 3)), rng.uniform(0.0, 0.5, (n, 3)), 0.012, size)
+    shadow_cols = shadow.sum(axis=1)
     image *= 1.0 - np.clip(shadow_cols[:, None, :], 0.0, 0.6) * above(ilm + 0.03)
 
     # Acquisition: multiplicative speckle, optical blur, noise floor, display gain.
@@ -449,7 +449,7 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     image = _blur(image.astype(np.float32), rng.uniform(0.006, 0.016, n) * size)
     image += np.abs(rng.normal(0.0, 0.03, image.shape))
     gain = rng.uniform(0.9, 1.25, (n, 1, 1))
-    return _to_uint8((gain * image) ** 0.8)[:, None]
+    return _to_uint8(np.clip(gain * image, 0.0, None) ** 0.8)[:, None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,7 +464,9 @@ def _render_angio(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.
     disc = _disc_centres(rng, n)
 
     background = 0.22 * (1.0 + 0.15 * _smooth_noise(rng, n, size, 0.02))
-    r_fovea = np.sqrt((g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2)
+    r_fovea = np.sqrt(
+        (g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2
+    )
     background *= 1.0 - 0.6 * np.exp(-0.5 * (r_fovea / 0.05) ** 2)
     image = background + 0.55 * _vessel_tree(rng, n, size, disc)
     d_disc = np.sqrt(
@@ -475,7 +477,9 @@ def _render_angio(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.
 
     image += 0.15 * _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.012, size)
     leak_amp = (lesions.classes == WET)[:, None] * lesions.strength[:, None]
-    image += 0.5 * _spots(lesions.x[:, None], lesions.y[:, None], leak_amp, (0.06 * lesions.size)[:, None], size)
+    image += 0.5 * _spots(
+        lesions.x[:, None], lesions.y[:, None], leak_amp, (0.06 * lesions.size)[:, None], size
+    )
     image += 0.6 * _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.018, size)
 
     gradient = rng.normal(0.0, 0.3, (n, 2))

@@ -49,7 +49,7 @@ def _arrays(options: dict[str, Any], cache_dir: Path) -> dict[str, np.ndarray]:
 
 def load(card: Card, options: dict[str, Any], info: DatasetInfo, cache_dir: Path) -> LoadedDataset:
     n_train, n_test = int(options["n_train"]), int(options["n_test"])
-    n_val = int(round(float(options["val_fraction"]) * n_train))
+    n_val = round(float(options["val_fraction"]) * n_train)
     if not 0 < n_val < n_train or n_test < 1:
         raise ConfigError(
             f"synthetic-retina split sizes are invalid (n_train={n_train}, n_test={n_test}, "
@@ -58,8 +58,11 @@ def load(card: Card, options: dict[str, Any], info: DatasetInfo, cache_dir: Path
     arrays = _arrays(options, cache_dir)
     images = [torch.from_numpy(arrays[f"images_{m}"]) for m in range(info.num_modalities)]
     labels = torch.from_numpy(arrays["labels"]).long()
-    bounds = {"train": (0, n_train - n_val), "val": (n_train - n_val, n_train),
-              "test": (n_train, n_train + n_test)}
+    bounds = {
+        "train": (0, n_train - n_val),
+        "val": (n_train - n_val, n_train),
+        "test": (n_train, n_train + n_test),
+    }
     splits = {
         name: Split(tuple(x[lo:hi] for x in images), labels[lo:hi])
         for name, (lo, hi) in bounds.items()

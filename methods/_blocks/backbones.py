@@ -7,6 +7,7 @@ feature-extraction recipe (Wightman, https://github.com/huggingface/pytorch-imag
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         chans = [in_chans, width, 2 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(chans):
             layers += [
                 nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),

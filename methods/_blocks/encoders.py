@@ -24,7 +24,9 @@ class ModalityEncoders(nn.Module):
         modalities: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
-        self.modalities = modalities if modalities is not None else tuple(range(info.num_modalities))
+        self.modalities = (
+            modalities if modalities is not None else tuple(range(info.num_modalities))
+        )
         self.encoders = nn.ModuleList(
             create_encoder(backbone, info.channels[m], feature_dim, pretrained)
             for m in self.modalities

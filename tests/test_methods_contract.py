@@ -1,0 +1,123 @@
+"""The contract every registered method passes (METHODS.md, last paragraph)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.cell import DatasetCache, run_cell
+from bench.config import expand, resolve
+from bench.interface import METHODS, Batch, build_method
+from bench.tracking import Tracker
+from bench.train import MaskedSplit, make_batch
+
+ALL_METHODS = METHODS.names(with_variants=True)
+PATTERNS = {
+    "complete": [[True, True]] * 4,
+    "mixed": [[True, True], [True, False], [False, True], [True, False]],
+    "all-lack-m1": [[False, True]] * 4,
+    "all-lack-m2": [[True, False]] * 4,
+}
+
+
+def batch_of(data, present: list[list[bool]]) -> Batch:
+    split = MaskedSplit(data.train, torch.tensor(present + [[True, True]] * (len(data.train) - 4)))
+    return make_batch(split, torch.arange(len(present)), torch.device("cpu"))
+
+
+@pytest.fixture(params=ALL_METHODS)
+def method(request, tiny_data):
+    torch.manual_seed(0)
+    return build_method(request.param, tiny_data.info, {})
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_outputs_have_the_right_shape_and_are_finite(method, tiny_data, pattern):
+    method.eval()
+    with torch.no_grad():
+        out = method(batch_of(tiny_data, PATTERNS[pattern]))
+    assert out.logits.shape == (4, tiny_data.info.num_classes)
+    assert torch.isfinite(out.logits).all()
+    for value in out.confidences.values():
+        assert value.shape[0] == 4 and torch.isfinite(value).all()
+
+
+def test_gradient_reaches_every_trainable_parameter(method, tiny_data):
+    batch = batch_of(tiny_data, PATTERNS["mixed"])
+    y = tiny_data.train.labels[:4]
+    reached = set()
+    for stage in method.stages():
+        method.set_stage(stage.name)
+        method.train()
+        method.zero_grad()
+        loss, _ = method.loss(method(batch), batch, y)
+        loss.backward()
+        reached |= {
+            n for n, p in method.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+        }
+    trainable = {n for n, p in method.named_parameters() if p.requires_grad}
+    assert trainable - reached == set()
+
+
+def test_absent_pixels_are_ignored(method, tiny_data):
+    """Methods read ``present``, never 'is this image all zeros'."""
+    batch = batch_of(tiny_data, PATTERNS["mixed"])
+    noisy = tuple(
+        torch.where(batch.present[:, m].view(-1, 1, 1, 1), x, torch.randn_like(x))
+        for m, x in enumerate(batch.images)
+    )
+    method.eval()
+    with torch.no_grad():
+        clean = method(batch).logits
+        dirty = method(Batch(noisy, batch.present)).logits
+    assert torch.allclose(clean, dirty, atol=1e-6)
+
+
+def test_overfits_a_tiny_batch(method, tiny_data):
+    batch = batch_of(tiny_data, PATTERNS["complete"])
+    y = tiny_data.train.labels[:4]
+    for stage in method.stages():
+        method.set_stage(stage.name)
+        optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-2)
+        method.train()
+        for _ in range(60):
+            optimizer.zero_grad()
+            loss, _ = method.loss(method(batch), batch, y)
+            loss.backward()
+            optimizer.step()
+    method.train()
+    with torch.no_grad():
+        assert (method(batch).logits.argmax(1) == y).all()
+
+
+class PermutedTestLabels(DatasetCache):
+    def __init__(self, data, permute: bool):
+        super().__init__(cache_dir=None)
+        test = data.test
+        if permute:
+            order = torch.randperm(len(test), generator=torch.Generator().manual_seed(1))
+            test = dataclasses.replace(test, labels=test.labels[order])
+        self.data = dataclasses.replace(data, test=test)
+
+    def get(self, ref):
+        return self.data
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_predictions_do_not_depend_on_test_labels(name, tiny_data, tmp_path):
+    flags = {"methods": [name], "rates": [0.4], "seeds": [0], "train": {"epochs": 2}}
+    (spec,) = expand(resolve(None, flags, []))
+    probs = []
+    for permute in (False, True):
+        tracker = Tracker(tmp_path / str(permute))
+        experiment = tracker.experiment_id("t")
+        result = run_cell(spec, tracker, experiment, PermutedTestLabels(tiny_data, permute))
+        assert result.status == "FINISHED", result.error
+        (run,) = tracker.runs(experiment)
+        frame = pd.read_csv(tracker.artifact_path(run.run_id, "predictions.csv"))
+        probs.append(frame.filter(like="prob_").to_numpy())
+    np.testing.assert_array_equal(probs[0], probs[1])
