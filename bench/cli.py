@@ -38,6 +38,19 @@ def _seeds(text: str | None) -> list[int] | None:
     return _numbers(text, int, "--seeds", "0,1,2")
 
 
+def data_root_sets(items: list[str] | None) -> list[str]:
+    """``--data-root derm7pt=PATH`` -> ``dataset_options.derm7pt.root=PATH`` (--set wins)."""
+    sets = []
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(
+                f"--data-root needs NAME=PATH, like derm7pt=/data/release_v0: got {item!r}"
+            )
+        sets.append(f"dataset_options.{name.strip()}.root={path.strip()}")
+    return sets
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import expand, resolve
     from bench.executors import pending_cells, run_local
@@ -57,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "train": {k: v for k, v in train.items() if v is not None},
         "retry_failed": args.retry_failed or None,
     }
-    config = resolve(args.config, flags, args.set or [])
+    config = resolve(args.config, flags, data_root_sets(args.data_root) + (args.set or []))
     cells = expand(config)
     tracker = Tracker(Path(config["results_dir"]))
     experiment_id = tracker.experiment_id(config["experiment"])
@@ -97,6 +110,69 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.config import parse_value
+    from bench.data import dataset_info, get_card
+    from bench.profile import profile
+    from bench.runtime import resolve_device
+
+    card = get_card(args.dataset)
+    options = card.resolve_options({"image_size": args.image_size} if args.image_size else {})
+    hparams = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not name=value: write e.g. --set ot_eps=0.05")
+        hparams[key] = parse_value(value)
+    if args.backbone:
+        hparams["backbone"] = args.backbone
+    feature_dim = args.feature_dim if args.features_only else None
+    result = profile(
+        args.method,
+        dataset_info(card, options),
+        hparams,
+        args.batch_size,
+        resolve_device(args.device),
+        feature_dim=feature_dim,
+        steps=args.steps,
+    )
+    if args.save:
+        folder = Path(args.results_dir) / "profile"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{args.method.replace(':', '_')}.json").write_text(
+            json.dumps(result.to_dict(), indent=1)
+        )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return 0
+    rows = [
+        ("parameters (training graph)", f"{result.params_train / 1e6:.3f} M"),
+        ("parameters (inference graph)", f"{result.params_infer / 1e6:.3f} M"),
+        ("FLOPs (training step, fwd+bwd)", f"{result.flops_train / 1e9:.3f} G"),
+        ("FLOPs (inference forward)", f"{result.flops_infer / 1e9:.3f} G"),
+        ("train step (median)", f"{1000 * result.train_step_s:.2f} ms"),
+        ("inference latency (median)", f"{1000 * result.infer_latency_s:.2f} ms"),
+        ("peak memory (train steps)", f"{result.peak_mem_mb:.1f} MiB"),
+    ]
+    print(f"{result.method} on {result.device}, batch {result.batch_size}, {result.input}")
+    for label, value in rows:
+        print(f"  {label:<32} {value}")
+    return 0
+
+
+def cmd_priors(args: argparse.Namespace) -> int:
+    from bench import priors
+
+    if args.action == "show":
+        print(priors.show(args.dataset))
+    else:
+        out = priors.generate(args.dataset, args.model, Path(args.out) if args.out else None)
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="kedr-bench: missing-modality medical imaging benchmark"
@@ -125,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config key, e.g. train.lr=3e-4 (repeatable)",
     )
     run.add_argument(
+        "--data-root",
+        dest="data_root",
+        action="append",
+        metavar="NAME=PATH",
+        help="where a real dataset's copy is, e.g. derm7pt=/data/release_v0",
+    )
+    run.add_argument(
         "--retry-failed",
         dest="retry_failed",
         action="store_true",
@@ -137,6 +220,50 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--results-dir", dest="results_dir", default="results")
     results.add_argument("--format", choices=("csv", "json", "md"), default="md")
     results.set_defaults(func=cmd_results)
+
+    prof = sub.add_parser("profile", help="parameters, FLOPs, step time and memory of a method")
+    prof.add_argument("--method", required=True)
+    prof.add_argument("--dataset", default="synthetic-retina", help="for classes and channels")
+    prof.add_argument("--backbone", help="'small-cnn' or a timm model name, e.g. resnet50")
+    prof.add_argument("--image-size", dest="image_size", type=int)
+    prof.add_argument(
+        "--features-only",
+        dest="features_only",
+        action="store_true",
+        help="time the method's head on precomputed features (no backbones)",
+    )
+    prof.add_argument("--feature-dim", dest="feature_dim", type=int, default=2048)
+    prof.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    prof.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    prof.add_argument("--device", default="auto")
+    prof.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a hyper-parameter of the method (repeatable)",
+    )
+    prof.add_argument("--json", action="store_true")
+    prof.add_argument(
+        "--save",
+        action="store_true",
+        help="also write <results-dir>/profile/<method>.json for reports",
+    )
+    prof.add_argument("--results-dir", dest="results_dir", default="results")
+    prof.set_defaults(func=cmd_profile)
+
+    pri = sub.add_parser("priors", help="show or generate a dataset's semantic priors")
+    pri_sub = pri.add_subparsers(dest="action", required=True)
+    show = pri_sub.add_parser("show", help="print the prior texts of a dataset")
+    show.add_argument("dataset")
+    gen = pri_sub.add_parser("generate", help="write new priors with an OpenAI-compatible API")
+    gen.add_argument("dataset")
+    gen.add_argument("--model", required=True)
+    gen.add_argument("--out", help="output file (default beside the card)")
+    pri.set_defaults(func=cmd_priors)
+
+    from bench.data.verify import add_data_parser
+
+    add_data_parser(sub)
 
     lister = sub.add_parser("list", help="list methods and datasets")
     lister.set_defaults(func=cmd_list)

@@ -1,8 +1,9 @@
 """Frozen, hashable specifications: a cell of the grid is one :class:`CellSpec`.
 
 The cell's stable hash identifies it in the tracking store: a FINISHED run carrying the
-hash means the cell is done. The device is where a cell runs, not what it is, so it is
-left out of the hash (a grid started on CPU can be resumed on GPU).
+hash means the cell is done. The device and the data's folder (dataset option ``root``)
+say where a cell runs, not what it is, so they are left out of the hash: a grid started
+on CPU can be resumed on GPU, and a dataset copy can move.
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ def _choice(value: str, valid: tuple[str, ...], what: str) -> None:
         raise ConfigError(f"{what} {value!r} is not valid: choose one of {', '.join(valid)}")
 
 
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return _frozen_items(value)
+    return value
+
+
 def _frozen_items(mapping: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((mapping or {}).items()))
+    """A hashable, order-independent form of a mapping (lists become tuples)."""
+    return tuple(sorted((k, _frozen(v)) for k, v in (mapping or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,7 @@ class CellSpec:
         for f in fields(TrainSpec):
             if not f.compare:
                 identity["train"].pop(f.name)
+        identity["dataset"]["options"].pop("root", None)
         identity["hash_version"] = HASH_VERSION
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -62,12 +62,15 @@ class Predictions:
 
 
 def make_batch(data: MaskedSplit, index: torch.Tensor, device: torch.device) -> Batch:
-    """Normalise uint8 images to [-1, 1] and zero every absent modality."""
+    """Scale uint8 images to [-1, 1] (float inputs, e.g. cached features, pass as they are)
+    and zero every absent modality."""
     present = data.present[index].to(device, non_blocking=True)
     images = []
-    for m, pixels in enumerate(data.split.images):
-        x = pixels[index].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
-        images.append(x * present[:, m].view(-1, 1, 1, 1).to(x.dtype))
+    for m, values in enumerate(data.split.images):
+        x = values[index].to(device, non_blocking=True)
+        x = x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x.float()
+        keep = present[:, m].view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+        images.append(x * keep)
     return Batch(tuple(images), present)
 
 

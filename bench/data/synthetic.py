@@ -148,7 +148,7 @@ def _draw_lesions(
 ) -> _Lesions:
     n = len(classes)
     diseased = classes != NORMAL
-    strength = np.where(diseased, (0.3 + 0.7 * severity) / difficulty, 0.0)
+    strength = np.where(diseased, (0.5 + 0.5 * severity) / difficulty, 0.0)
     x = rng.uniform(0.36, 0.64, n)
     y = 0.5 + rng.normal(0.0, 0.04, n)
     size = 0.75 + 0.5 * severity
@@ -314,8 +314,8 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
 
     # Fundus colour with a per-eye tint, choroidal texture and the darker macula.
     base = np.array([0.80, 0.36, 0.16], dtype=np.float32)
-    tint = base * np.exp(rng.normal(0.0, [0.10, 0.18, 0.30], (n, 3)))
-    texture = 1.0 + 0.07 * _smooth_noise(rng, n, size, 0.03)
+    tint = base * np.exp(rng.normal(0.0, [0.06, 0.10, 0.15], (n, 3)))
+    texture = 1.0 + 0.05 * _smooth_noise(rng, n, size, 0.03)
     r_macula = np.sqrt(
         (g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2
     )
@@ -323,8 +323,8 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = tint[:, :, None, None] * (texture * macula)[:, None]
 
     # Lesions, before illumination (they are part of the eye, not of the camera).
-    drusen = _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.014, size)
-    rgb += np.array([0.16, 0.22, 0.10], dtype=np.float32)[:, None, None] * drusen[:, None]
+    drusen = _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.018, size)
+    rgb += np.array([0.20, 0.22, 0.08], dtype=np.float32)[:, None, None] * drusen[:, None]
     blob_sigma = (0.055 * lesions.size)[:, None]
     blob = _spots(
         lesions.x[:, None],
@@ -333,9 +333,9 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
         blob_sigma,
         size,
     )
-    rgb *= 1.0 - np.array([0.10, 0.30, 0.30], dtype=np.float32)[:, None, None] * blob[:, None]
-    nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.016, size)
-    rgb += np.array([0.22, 0.05, -0.03], dtype=np.float32)[:, None, None] * nodules[:, None]
+    rgb *= 1.0 - np.array([0.08, 0.20, 0.20], dtype=np.float32)[:, None, None] * blob[:, None]
+    nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.022, size)
+    rgb += np.array([0.25, 0.07, -0.02], dtype=np.float32)[:, None, None] * nodules[:, None]
 
     # Vessels (dark red) and the bright yellow optic disc.
     vessels = _vessel_tree(rng, n, size, disc)
@@ -352,7 +352,7 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = rgb * (1.0 - disc_mask[:, None]) + disc_rgb * disc_mask[:, None]
 
     # Camera: uneven illumination (vignetting and a random gradient), aperture, sensor noise.
-    gradient = rng.normal(0.0, 0.35, (n, 2))
+    gradient = rng.normal(0.0, 0.25, (n, 2))
     illumination = (
         rng.uniform(0.75, 1.15, (n, 1, 1))
         * (1.0 - rng.uniform(0.6, 1.2, (n, 1, 1)) * r**2)
@@ -391,11 +391,11 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     # Geometry of a healthy scan: Bruch's membrane with tilt and curvature, retinal thickness,
     # foveal pit at the macula.
     bruch = (
-        rng.uniform(0.56, 0.70, (n, 1))
-        + rng.uniform(-0.15, 0.15, (n, 1)) * (x - 0.5)
-        - rng.uniform(0.0, 0.5, (n, 1)) * (x - 0.5) ** 2
+        rng.uniform(0.61, 0.65, (n, 1))
+        + rng.uniform(-0.08, 0.08, (n, 1)) * (x - 0.5)
+        - rng.uniform(0.0, 0.25, (n, 1)) * (x - 0.5) ** 2
     )
-    thickness = rng.uniform(0.22, 0.32, (n, 1))
+    thickness = rng.uniform(0.24, 0.30, (n, 1))
     fovea = 0.5 + rng.normal(0.0, 0.03, (n, 1))
     pit = rng.uniform(0.45, 0.65, (n, 1)) * np.exp(-0.5 * ((x - fovea) / 0.06) ** 2)
 
@@ -403,7 +403,7 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     # and fluid above the RPE (wet AMD; sometimes beside a PCV dome).
     bumps = _profiles(lesions.drusen_x, lesions.drusen_amp, 0.02, size).max(axis=1)
     drusen_lift = 0.045 * bumps
-    dome_half_width = 0.045 * size_k
+    dome_half_width = 0.05 * size_k
     dome = np.sqrt(np.clip(1.0 - ((x - lx) / dome_half_width) ** 2, 0.0, None))
     dome_lift = (classes == PCV) * 0.15 * strength * dome
     ped_shape = np.clip(1.0 - ((x - lx) / (0.10 * size_k)) ** 2, 0.0, None)
@@ -444,7 +444,7 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     image *= 1.0 - np.clip(shadow_cols[:, None, :], 0.0, 0.6) * above(ilm + 0.03)
 
     # Acquisition: multiplicative speckle, optical blur, noise floor, display gain.
-    look = rng.uniform(1.5, 3.5, (n, 1, 1))
+    look = rng.uniform(3.0, 6.0, (n, 1, 1))
     image *= rng.gamma(look, 1.0 / look, (n, size, size)).astype(np.float32)
     image = _blur(image.astype(np.float32), rng.uniform(0.006, 0.016, n) * size)
     image += np.abs(rng.normal(0.0, 0.03, image.shape))

@@ -74,10 +74,23 @@ class TimmEncoder(nn.Module):
         return self.model(x)
 
 
+class PrecomputedFeatures(nn.Module):
+    """Inputs that already are features (B, feature_dim): frozen-backbone grids, profiling."""
+
+    def __init__(self, feature_dim: int) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def create_encoder(
     name: str, in_chans: int, feature_dim: int = 64, pretrained: str | None = None
 ) -> nn.Module:
-    """Build the encoder called ``name`` ('small-cnn' or any timm model)."""
+    """Build the encoder called ``name``: 'small-cnn', 'features' or any timm model."""
+    if name == "features":
+        return PrecomputedFeatures(feature_dim)
     if name == "small-cnn":
         if pretrained:
             raise ConfigError("small-cnn has no pretrained weights: drop 'pretrained'")

@@ -1,0 +1,416 @@
+"""``bench report``: tables, statistics, figures and a PDF regenerated from what the tracking
+store holds for one experiment (metrics and artifacts of its FINISHED cells); nothing is
+retrained. Rebuilding from the same runs gives byte-identical files.
+
+The report is first assembled as a list of blocks (headings, paragraphs, tables, figures),
+then written as Markdown, LaTeX tables, CSV files, PNG/SVG figures and one PDF.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.errors import ConfigError, DataError, UnknownNameError
+from bench.metrics import HIGHER_IS_BETTER
+from bench.report import figures, reference, stats
+from bench.report.collect import SETTING, ExperimentRuns, collect
+from bench.report.pdf import table_pages, text_pages, write_pdf
+from bench.report.tables import (
+    REPORT_METRICS,
+    Table,
+    ci_table,
+    cost_table,
+    ece_table,
+    efficiency_table,
+    main_table,
+    provenance_table,
+    published_table,
+    rate_label,
+    relative_table,
+    robustness_table,
+    stats_table,
+    to_latex,
+    to_markdown,
+    utc,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("md", "tex", "csv", "pdf")
+PRIMARY = "f1_macro"
+PROFILE_KEYS = (
+    "method",
+    "params_train",
+    "params_infer",
+    "flops_train",
+    "flops_infer",
+    "train_step_s",
+    "peak_mem_mb",
+)
+RC = {"svg.hashsalt": "kedr-bench", "font.size": 9}  # fixed SVG ids: reproducible files
+PNG_DPI = 150
+
+METRIC_DEFINITIONS = [
+    "- F1: macro-averaged F1 over the classes present in the labels or predictions "
+    "(primary metric). κ: Cohen's kappa, unweighted, over all classes. Acc: accuracy.",
+    "- ECE: expected calibration error of the top-label confidence (the largest class "
+    "probability) with 15 equal-width bins on [0, 1], each bin (lo, hi] (a confidence of 0 "
+    "goes to the first bin), ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|, shown in % "
+    "(Naeini et al. 2015; Guo et al. 2017). Lower is better.",
+    "- Tables: mean ± sample standard deviation (ddof 1) over seeds, in %; best per column "
+    "in bold, second underlined, ranked on the values as shown.",
+    "- 95 % CI: percentile bootstrap of the mean over seeds (Efron 1979), 9999 resamples, "
+    "seed 0; unavailable with fewer than 3 seeds.",
+    "- Robustness: trapezoid area under the metric-vs-missing-rate curve over the rates "
+    "every method has, divided by their span (the curve's mean level), per seed.",
+    "- Statistics: two-sided Wilcoxon signed-rank test (Wilcoxon 1945) of each method against "
+    "the reference over the paired (dataset, rate, seed) cells, zero differences dropped, "
+    "Holm (1979) correction over the methods; win/tie/loss counts; probability of "
+    "improvement P(X > Y) + 0.5 P(X = Y) over the paired cells.",
+]
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    stem: str
+    figure: Figure
+    caption: str
+
+
+Block = Heading | Paragraph | Table | FigureBlock
+
+
+def build_report(
+    experiment: str,
+    results_dir: str | Path = "results",
+    out: str | Path | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    reference_method: str | None = None,
+    reference_dir: Path = reference.REFERENCE_DIR,
+) -> list[Path]:
+    """Write the report of ``experiment`` under ``out`` (default ``reports/<experiment>``)
+    and return the paths written, sorted. Figures (PNG and SVG) are always written."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(
+            f"unknown report format(s) {', '.join(unknown)}: choose from {','.join(FORMATS)}"
+        )
+    runs = collect(experiment, results_dir)
+    out = Path(out) if out is not None else Path("reports") / experiment
+    with matplotlib.rc_context(RC):
+        blocks, frames = _assemble(runs, Path(results_dir), reference_method, reference_dir)
+        return sorted(_write(blocks, frames, out, formats, runs))
+
+
+def _assemble(
+    runs: ExperimentRuns, results_dir: Path, requested: str | None, reference_dir: Path
+) -> tuple[list[Block], dict[str, pd.DataFrame]]:
+    """Compute every table, statistic and figure; return the blocks and the CSV frames."""
+    frame = runs.frame
+    methods = sorted(frame["method"].unique())
+    ref = stats.default_reference(frame, requested, PRIMARY)
+    if ref not in methods:
+        raise UnknownNameError(
+            f"--reference {ref!r} did not run in experiment {runs.experiment!r}: choose one of "
+            f"{', '.join(methods)}"
+        )
+    summary = stats.summarise(frame, REPORT_METRICS)
+    robust = stats.robustness(frame, REPORT_METRICS)
+    comparisons = {
+        m: stats.compare_to_reference(frame, ref, m, HIGHER_IS_BETTER[m]) for m in REPORT_METRICS
+    }
+    paper = reference.published(reference_dir)
+    claims = reference.relative(reference_dir)
+    predictions = {run_id: runs.predictions(run_id) for run_id in frame["run_id"]}
+    colours = figures.method_colours(methods)
+
+    blocks: list[Block] = [Heading(f"Benchmark report: {runs.experiment}", 1)]
+    blocks += _overview(runs, ref)
+    published_frames, relative_frames = [], []
+    for dataset in sorted(frame["dataset"].unique()):
+        part = frame[frame["dataset"] == dataset]
+        comparison = reference.compare(paper, summary, dataset)
+        published_frames.append(comparison.assign(dataset=dataset))
+        relation = reference.compare_relative(claims, summary, dataset)
+        relative_frames.append(relation.assign(dataset=dataset))
+        blocks += [
+            Heading(f"Dataset: {dataset}", 2),
+            main_table(summary, dataset),
+            ece_table(summary, dataset),
+            robustness_table(robust, dataset),
+            ci_table(summary, dataset),
+            _curves(summary, dataset, colours),
+            _reliability(part, predictions, dataset),
+            *_confidences(part, predictions, dataset),
+            *_published(paper, summary, comparison, relation, dataset),
+        ]
+    blocks.append(Heading(f"Statistics against {ref}", 2))
+    blocks += [stats_table(comparisons[m], m) for m in REPORT_METRICS]
+    blocks += _efficiency(results_dir, reference.cost(reference_dir))
+    blocks += [Heading("Provenance", 2), provenance_table(frame)]
+
+    frames = {
+        "summary": summary,
+        "robustness": robust,
+        f"stats_vs_{ref.replace(':', '_')}": pd.concat(comparisons.values(), ignore_index=True),
+        "published_comparison": pd.concat(published_frames, ignore_index=True),
+        "runs": frame,
+    }
+    relation = pd.concat(relative_frames, ignore_index=True)
+    if not relation.empty:
+        frames["published_relative"] = relation
+    return blocks, frames
+
+
+def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
+    frame = runs.frame
+    setting = ", ".join(f"{k} = {frame[k].iloc[0]}" for k in SETTING)
+    skipped = ", ".join(f"{n} {s}" for s, n in runs.not_finished.items())
+    commits = ", ".join(sorted(frame["git_commit"].str[:12].unique()))
+    rates = ", ".join(rate_label(r) for r in sorted(frame["rate"].unique()))
+    seeds = ", ".join(str(s) for s in sorted(frame["seed"].unique()))
+    text = [
+        f"Experiment {runs.experiment!r}: {len(frame)} FINISHED cells, newest run ended "
+        f"{utc(runs.newest_end_ms)} (the report's date). Methods: "
+        f"{', '.join(sorted(frame['method'].unique()))}. Datasets: "
+        f"{', '.join(sorted(frame['dataset'].unique()))}. Missing rates: {rates}. "
+        f"Seeds: {seeds}.",
+        "Everything here is regenerated from the MLflow store (test metrics and saved "
+        "per-sample predictions); nothing is retrained. Only FINISHED cells count"
+        + (f"; not reported: {skipped} cells." if skipped else ".")
+        + (
+            f" {runs.superseded} older FINISHED runs of cells whose recipe changed since "
+            "were superseded by the newest."
+            if runs.superseded
+            else ""
+        ),
+        f"Code: git commit(s) {commits}. Reference method for the statistics: {ref}.",
+    ]
+    protocol = [
+        f"Missingness: {setting}. Masks are a pure function of (dataset, split, n, rate, "
+        "mechanism, modality, seed), so every method sees the same masks and comparisons are "
+        "paired. Model selection uses the validation split only; the test split is scored "
+        "once. Metrics are computed from saved class probabilities.",
+        *METRIC_DEFINITIONS,
+    ]
+    return (
+        [Paragraph(t) for t in text]
+        + [Heading("Protocol and metrics", 2)]
+        + [Paragraph(t) for t in protocol]
+    )
+
+
+def _pool(part: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat([predictions[r] for r in part["run_id"]], ignore_index=True)
+
+
+def _curves(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> FigureBlock:
+    return FigureBlock(
+        f"{dataset}_curves",
+        figures.curves_figure(summary, dataset, colours),
+        f"{dataset}: F1, κ, accuracy and ECE (%) against the missing rate, one line per method "
+        "(mean over seeds), with the 95 % bootstrap CI as a band where there are 3 or more seeds.",
+    )
+
+
+def _reliability(
+    part: pd.DataFrame, predictions: dict[str, pd.DataFrame], dataset: str
+) -> FigureBlock:
+    pooled = {key: _pool(cell, predictions) for key, cell in part.groupby(["method", "rate"])}
+    methods = sorted(part["method"].unique())
+    rates = sorted(part["rate"].unique())
+    return FigureBlock(
+        f"{dataset}_reliability",
+        figures.reliability_figure(pooled, dataset, methods, rates),
+        f"{dataset}: reliability diagrams per method (rows) and missing rate (columns), the "
+        "test predictions of all seeds pooled. Blue bars: accuracy per confidence bin; red "
+        "hatched: gap to the bin's mean confidence; dashed: perfect calibration; grey: samples "
+        "per bin. The ECE in each title is that of the pooled predictions.",
+    )
+
+
+def _confidences(
+    part: pd.DataFrame, predictions: dict[str, pd.DataFrame], dataset: str
+) -> list[Block]:
+    blocks: list[Block] = []
+    for method, cells in part.groupby("method", sort=True):
+        pooled = _pool(cells, predictions)
+        if not figures.confidence_columns(pooled):
+            continue
+        blocks.append(
+            FigureBlock(
+                f"{dataset}_confidence_{method.replace(':', '_')}",
+                figures.confidence_figure(pooled, dataset, method),
+                f"{dataset}, {method}: density of each branch's confidence over all rates and "
+                "seeds, one line per missing pattern; a modality's own branch is not drawn "
+                "where that modality is missing (its confidence is 0 by design).",
+            )
+        )
+    if not blocks:
+        blocks.append(
+            Paragraph(
+                f"Branch confidences: no method of {dataset} saved conf_* columns "
+                "(KEDR does), so there is no confidence-density figure."
+            )
+        )
+    return blocks
+
+
+def _published(
+    paper: pd.DataFrame,
+    summary: pd.DataFrame,
+    comparison: pd.DataFrame,
+    relation: pd.DataFrame,
+    dataset: str,
+) -> list[Block]:
+    if dataset not in set(paper["dataset"]) and relation.empty:
+        return [Paragraph(f"Published numbers: the KEDR paper reports none for {dataset}.")]
+    blocks: list[Block] = []
+    if comparison.empty:
+        blocks.append(
+            Paragraph(f"Published numbers for {dataset} exist, but no run here matches them.")
+        )
+    else:
+        blocks.append(published_table(comparison, dataset))
+    missing = reference.unmatched(paper, summary, dataset)
+    if missing:
+        blocks.append(Paragraph(f"Published but not run here: {', '.join(missing)}."))
+    if not relation.empty:
+        blocks.append(relative_table(relation, dataset))
+    return blocks
+
+
+def load_profiles(results_dir: Path) -> pd.DataFrame:
+    """``<results_dir>/profile/*.json`` as written by ``bench profile --save``."""
+    rows = []
+    for path in sorted((results_dir / "profile").glob("*.json")):
+        data = json.loads(path.read_text())
+        missing = [k for k in PROFILE_KEYS if k not in data]
+        if missing:
+            raise DataError(
+                f"profile file {str(path)!r} lacks {', '.join(missing)}: rewrite it with "
+                "bench profile --method M --save"
+            )
+        rows.append({k: data[k] for k in PROFILE_KEYS})
+    return pd.DataFrame(rows, columns=list(PROFILE_KEYS))
+
+
+def _efficiency(results_dir: Path, paper_cost: pd.DataFrame) -> list[Block]:
+    profiles = load_profiles(results_dir)
+    if profiles.empty:
+        return [
+            Heading("Efficiency", 2),
+            Paragraph(
+                f"No profile files in {results_dir / 'profile'}: run bench profile --method M "
+                f"--save --results-dir {results_dir} for each method to add the efficiency table."
+            ),
+        ]
+    blocks: list[Block] = [Heading("Efficiency", 2), efficiency_table(profiles)]
+    if not paper_cost.empty:
+        blocks.append(cost_table(paper_cost))
+    return blocks
+
+
+# writing -------------------------------------------------------------------------------
+def _write(
+    blocks: list[Block],
+    frames: dict[str, pd.DataFrame],
+    out: Path,
+    formats: tuple[str, ...],
+    runs: ExperimentRuns,
+) -> list[Path]:
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    written = []
+    for block in blocks:
+        if isinstance(block, FigureBlock):
+            png = out / "figures" / f"{block.stem}.png"
+            svg = png.with_suffix(".svg")
+            block.figure.savefig(png, dpi=PNG_DPI)
+            block.figure.savefig(svg, metadata={"Date": None})
+            written += [png, svg]
+    if "md" in formats:
+        path = out / "report.md"
+        path.write_text(_markdown(blocks))
+        written.append(path)
+    if "tex" in formats:
+        (out / "tables").mkdir(exist_ok=True)
+        for table in (b for b in blocks if isinstance(b, Table)):
+            path = out / "tables" / f"{table.name}.tex"
+            path.write_text(to_latex(table))
+            written.append(path)
+    if "csv" in formats:
+        (out / "csv").mkdir(exist_ok=True)
+        for name, frame in frames.items():
+            path = out / "csv" / f"{name}.csv"
+            frame.to_csv(path, index=False, float_format="%.6g")
+            written.append(path)
+    if "pdf" in formats:
+        path = out / "report.pdf"
+        write_pdf(path, _pages(blocks), f"kedr-bench report: {runs.experiment}")
+        written.append(path)
+    log.info("report of %s: %d files in %s", runs.experiment, len(written), out)
+    return written
+
+
+def _markdown(blocks: list[Block]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            parts.append(f"**{block.title}**\n\n{to_markdown(block)}")
+            if block.note:
+                parts.append(f"*{block.note}*")
+        else:
+            parts.append(f"![{block.stem}](figures/{block.stem}.png)\n\n*{block.caption}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def _pages(blocks: list[Block]) -> list[Figure]:
+    """Text runs become text pages titled by their last heading; each table and figure
+    gets its own page(s) (figures carry their own titles and legends)."""
+    pages: list[Figure] = []
+    title, paragraphs = "", []
+
+    def flush() -> None:
+        if paragraphs:
+            pages.extend(text_pages(title, paragraphs))
+            paragraphs.clear()
+
+    for block in blocks:
+        if isinstance(block, Heading):
+            if block.level <= 2:
+                flush()
+                title = block.text
+            else:
+                paragraphs.append(block.text)
+        elif isinstance(block, Paragraph):
+            paragraphs.append(block.text)
+        elif isinstance(block, Table):
+            flush()
+            pages.extend(table_pages(block))
+        else:
+            flush()
+            pages.append(block.figure)
+    flush()
+    return pages

@@ -1,0 +1,50 @@
+"""The ``report`` subcommand of ``bench``; bench/cli.py registers it with
+:func:`add_report_parser`."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.report.build import FORMATS
+
+
+def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bench report`` to the ``bench`` subcommands."""
+    report = subparsers.add_parser(
+        "report",
+        help="tables, statistics, figures and a PDF from an experiment's finished runs",
+        description=(
+            "Regenerate the report of an experiment from the tracking store (metrics and "
+            "saved predictions of its FINISHED cells); nothing is retrained."
+        ),
+    )
+    report.add_argument("--experiment", required=True)
+    report.add_argument("--results-dir", dest="results_dir", default="results")
+    report.add_argument("--out", help="output folder (default reports/<experiment>)")
+    report.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help=f"any of {','.join(FORMATS)} (default all); PNG/SVG figures are always written",
+    )
+    report.add_argument(
+        "--reference",
+        help="method the statistics compare against (default kedr if it ran, else the "
+        "method with the best mean macro-F1)",
+    )
+    report.set_defaults(func=cmd_report)
+    return report
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report.build import build_report
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    written = build_report(
+        args.experiment, args.results_dir, args.out, formats, reference_method=args.reference
+    )
+    folder = written[0].parent if written else args.out
+    for path in written:
+        if path.suffix in (".md", ".pdf"):
+            print(path)
+    print(f"{len(written)} files under {folder}")
+    return 0

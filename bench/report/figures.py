@@ -1,0 +1,220 @@
+"""Report figures, built with matplotlib's object API (``Figure``, no pyplot state) and
+rendered by the Agg (PNG) and vector (PDF, SVG) backends.
+
+- Reliability diagrams (Guo et al. 2017, "On Calibration of Modern Neural Networks"; DeGroot
+  & Fienberg 1983): top-label confidence in 15 equal-width bins (lo, hi], accuracy per bin
+  as bars, the gap to the bin's mean confidence shaded, bin counts below; seeds pooled.
+- Branch-confidence densities (KEDR, Li et al. 2026, confidence-aware fusion): the
+  per-sample confidences ``conf_*`` split by which modality is missing.
+- Metric-vs-missing-rate curves: mean over seeds with the 95 % bootstrap CI as a band.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from bench.metrics import expected_calibration_error, reliability_bins
+from bench.report.tables import LABELS, REPORT_METRICS, rate_label
+
+N_BINS = 15
+DENSITY_BINS = 25
+
+
+def method_colours(methods: list[str]) -> dict[str, tuple]:
+    """A fixed colour per method (sorted by name), the same in every figure."""
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {m: palette(i % palette.N) for i, m in enumerate(sorted(methods))}
+
+
+def probabilities(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (n, K) and integer labels (n,) of a predictions frame."""
+    columns = [c for c in predictions.columns if c.startswith("prob_")]
+    return predictions[columns].to_numpy(np.float64), predictions["label"].to_numpy(np.int64)
+
+
+def _reliability_panel(ax, ax_count, predictions: pd.DataFrame, title: str) -> None:
+    probs, labels = probabilities(predictions)
+    bins = reliability_bins(probs, labels, N_BINS)
+    ece = expected_calibration_error(probs, labels, N_BINS)
+    filled = bins["count"] > 0
+    left, width = bins["lower"][filled], 1.0 / N_BINS
+    accuracy, confidence = bins["accuracy"][filled], bins["confidence"][filled]
+    ax.bar(
+        left,
+        accuracy,
+        width,
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        linewidth=0.5,
+        label="accuracy",
+    )
+    ax.bar(
+        left,
+        confidence - accuracy,
+        width,
+        bottom=accuracy,
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        edgecolor="tab:red",
+        linewidth=0.0,
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xticklabels=[])
+    ax.set_title(f"{title}\nECE {100 * ece:.1f} %, n = {len(labels)}", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax_count.bar(bins["lower"], bins["count"], width, align="edge", color="0.55")
+    ax_count.set(xlim=(0, 1))
+    ax_count.tick_params(labelsize=6)
+
+
+def reliability_figure(
+    pooled: dict[tuple[str, float], pd.DataFrame],
+    dataset: str,
+    methods: list[str],
+    rates: list[float],
+) -> Figure:
+    """A grid of reliability diagrams: one row per method, one column per rate."""
+    fig = Figure(figsize=(2.3 * len(rates) + 0.6, 2.9 * len(methods) + 0.9), layout="constrained")
+    fig.suptitle(
+        f"{dataset}: reliability diagrams (15 equal-width bins, top-label; seeds pooled)",
+        fontsize=10,
+    )
+    outer = fig.add_gridspec(len(methods), len(rates))
+    handles = None
+    for i, method in enumerate(methods):
+        for j, rate in enumerate(rates):
+            cell = outer[i, j].subgridspec(2, 1, height_ratios=(3.2, 1), hspace=0.05)
+            ax, ax_count = fig.add_subplot(cell[0]), fig.add_subplot(cell[1])
+            if (method, rate) not in pooled:
+                ax.set_axis_off()
+                ax_count.set_axis_off()
+                ax.set_title(f"{method}, {rate_label(rate)}: no runs", fontsize=8)
+                continue
+            _reliability_panel(
+                ax, ax_count, pooled[(method, rate)], f"{method}, {rate_label(rate)}"
+            )
+            handles = handles or ax.get_legend_handles_labels()
+            if j == 0:
+                ax.set_ylabel("accuracy", fontsize=8)
+                ax_count.set_ylabel("count", fontsize=7)
+            if i == len(methods) - 1:
+                ax_count.set_xlabel("confidence", fontsize=8)
+    if handles:
+        fig.legend(*handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return fig
+
+
+def _branch_modality(column: str) -> int | None:
+    """The modality a branch confidence belongs to (``conf_c_2`` -> 2), None if shared."""
+    found = re.search(r"(\d+)$", column)
+    return int(found.group(1)) if found else None
+
+
+def missing_pattern(predictions: pd.DataFrame) -> pd.Series:
+    """'complete', or which modalities are missing ('m1 missing'), per sample."""
+    columns = sorted(c for c in predictions.columns if c.startswith("present_m"))
+    present = predictions[columns].astype(bool)
+    labels = present.apply(
+        lambda row: " + ".join(c.removeprefix("present_") for c, p in row.items() if not p), axis=1
+    )
+    return labels.map(lambda text: f"{text} missing" if text else "complete")
+
+
+def confidence_columns(predictions: pd.DataFrame) -> list[str]:
+    """The branch-confidence columns, shared branch first."""
+    columns = [c for c in predictions.columns if c.startswith("conf_")]
+    return sorted(columns, key=lambda c: (_branch_modality(c) is not None, c))
+
+
+def confidence_figure(predictions: pd.DataFrame, dataset: str, method: str) -> Figure:
+    """Densities of each branch confidence, one line per missing pattern. A modality's own
+    branch is left out where that modality is missing (its confidence is 0 by design)."""
+    columns = confidence_columns(predictions)
+    pattern = missing_pattern(predictions)
+    groups = sorted(pattern.unique(), key=lambda g: (g != "complete", g))
+    palette = colormaps["Dark2"]
+    fig = Figure(figsize=(3.6 * len(columns) + 0.4, 3.4), layout="constrained")
+    fig.suptitle(
+        f"{dataset}, {method}: branch confidences by missing modality (all rates and seeds)",
+        fontsize=10,
+    )
+    edges = np.linspace(0.0, 1.0, DENSITY_BINS + 1)
+    for k, column in enumerate(columns):
+        ax = fig.add_subplot(1, len(columns), k + 1)
+        own = _branch_modality(column)
+        for g, group in enumerate(groups):
+            if own is not None and f"m{own}" in group.removesuffix(" missing").split(" + "):
+                continue
+            values = predictions.loc[pattern == group, column].to_numpy(np.float64)
+            if values.size == 0:
+                continue
+            ax.hist(
+                values,
+                bins=edges,
+                density=True,
+                histtype="step",
+                lw=1.5,
+                color=palette(g),
+                label=f"{group} (n = {values.size})",
+            )
+        ax.set(xlim=(0, 1), xlabel="confidence", title=column.removeprefix("conf_"))
+        if k == 0:
+            ax.set_ylabel("density")
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    return fig
+
+
+def curves_figure(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> Figure:
+    """Metric vs missing rate per method: mean over seeds, 95 % bootstrap CI band."""
+    part = summary[summary["dataset"] == dataset]
+    fig = Figure(figsize=(3.1 * len(REPORT_METRICS), 3.6), layout="constrained")
+    fig.suptitle(
+        f"{dataset}: metrics vs missing rate (mean over seeds, band: 95 % bootstrap CI)",
+        fontsize=10,
+    )
+    rates = sorted(part["rate"].unique())
+    for k, metric in enumerate(REPORT_METRICS):
+        ax = fig.add_subplot(1, len(REPORT_METRICS), k + 1)
+        for method, curve in part[part["metric"] == metric].groupby("method", sort=True):
+            curve = curve.sort_values("rate")
+            x = 100 * curve["rate"].to_numpy()
+            ax.plot(
+                x,
+                100 * curve["mean"],
+                marker="o",
+                ms=3,
+                lw=1.4,
+                color=colours[method],
+                label=method,
+            )
+            band = curve["ci_low"].notna().to_numpy()
+            ax.fill_between(
+                x[band],
+                100 * curve["ci_low"][band],
+                100 * curve["ci_high"][band],
+                color=colours[method],
+                alpha=0.18,
+                lw=0,
+            )
+        ax.set_xticks([100 * r for r in rates])
+        ax.set(xlabel="missing rate (%)", title=f"{LABELS[metric]} (%)")
+        ax.grid(alpha=0.3)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(len(labels), 6),
+        fontsize=8,
+        frameon=False,
+    )
+    return fig

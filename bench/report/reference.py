@@ -1,0 +1,143 @@
+"""Published numbers (``results/reference/*.csv``, see the README there) set beside ours.
+
+Absolute numbers (``kedr_paper_mmc_amd.csv``, ``kedr_paper_other_datasets.csv``) hold F1,
+kappa and accuracy in % and ECE as a fraction, as the paper prints them; relative claims
+(``kedr_paper_relative.csv``) hold differences in percentage points. Methods are matched by
+our registry name (``kedr``, ``shaspec``, ``kedr:no-ot``) and datasets by card name.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+ABSOLUTE_FILES = ("kedr_paper_mmc_amd.csv", "kedr_paper_other_datasets.csv")
+RELATIVE_FILE = "kedr_paper_relative.csv"
+COST_FILE = "kedr_paper_cost.csv"
+METRIC_OF = {"f1": "f1_macro", "kappa": "kappa", "accuracy": "accuracy", "ece": "ece"}
+PERCENT = ("f1", "kappa", "accuracy")
+BEST_BASELINE = "best-baseline"
+
+
+def published(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
+    """Absolute published numbers, long: table, method, dataset, rate, metric (our key),
+    value (a fraction, like our storage), note, source."""
+    frames = [
+        pd.read_csv(p) for p in sorted(reference_dir.glob("*.csv")) if p.name in ABSOLUTE_FILES
+    ]
+    if not frames:
+        return pd.DataFrame(columns=["table", "method", "dataset", "rate", "metric", "value"])
+    wide = pd.concat(frames, ignore_index=True)
+    long = wide.melt(
+        id_vars=["table", "method", "dataset", "rate", "note", "source"],
+        value_vars=list(METRIC_OF),
+        var_name="column",
+        value_name="value",
+    ).dropna(subset=["value"])
+    scale = long["column"].map(lambda c: 0.01 if c in PERCENT else 1.0)
+    long["value"] = long["value"] * scale
+    long["metric"] = long["column"].map(METRIC_OF)
+    return long.drop(columns="column").sort_values(["dataset", "table", "method", "rate", "metric"])
+
+
+def relative(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
+    """Published relative claims: method vs baseline, delta in points, and its relation."""
+    path = reference_dir / RELATIVE_FILE
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def cost(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
+    """Published parameters, GFLOPs and GPU memory of the training and inference graphs."""
+    path = reference_dir / COST_FILE
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def compare(paper: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Each published number of ``dataset`` that we have a cell for, beside our mean over
+    seeds and its bootstrap CI: difference (ours - paper) and whether the paper's number lies
+    inside our CI (None when the CI is unavailable)."""
+    ours = summary[summary["dataset"] == dataset].set_index(["method", "rate", "metric"])
+    rows = []
+    for item in paper[paper["dataset"] == dataset].itertuples():
+        key = (item.method, item.rate, item.metric)
+        if key not in ours.index:
+            continue
+        mine = ours.loc[key]
+        has_ci = not math.isnan(mine["ci_low"])
+        rows.append(
+            {
+                "table": item.table,
+                "method": item.method,
+                "rate": item.rate,
+                "metric": item.metric,
+                "paper": item.value,
+                "ours": mine["mean"],
+                "n": int(mine["n"]),
+                "ci_low": mine["ci_low"],
+                "ci_high": mine["ci_high"],
+                "difference": mine["mean"] - item.value,
+                "inside_ci": bool(mine["ci_low"] <= item.value <= mine["ci_high"])
+                if has_ci
+                else None,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "table",
+            "method",
+            "rate",
+            "metric",
+            "paper",
+            "ours",
+            "n",
+            "ci_low",
+            "ci_high",
+            "difference",
+            "inside_ci",
+        ],
+    )
+
+
+def unmatched(paper: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> list[str]:
+    """Published (method, rate) pairs of ``dataset`` that no run here matches, as text."""
+    ours = set(zip(summary["method"], summary["rate"], strict=True))
+    rows = paper[paper["dataset"] == dataset][["method", "rate"]].drop_duplicates()
+    return [
+        f"{m} at {r:.0%}"
+        for m, r in sorted(zip(rows["method"], rows["rate"], strict=True))
+        if (m, r) not in ours
+    ]
+
+
+def compare_relative(claims: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Published relative claims of ``dataset`` beside our difference of means (points), where
+    we ran both sides; ``best-baseline`` is our best mean among methods not named kedr*."""
+    if claims.empty:
+        return pd.DataFrame()
+    ours = summary[summary["dataset"] == dataset]
+    rows = []
+    for claim in claims[claims["dataset"] == dataset].itertuples():
+        metric = METRIC_OF[claim.metric]
+        cell = ours[(ours["rate"] == claim.rate) & (ours["metric"] == metric)]
+        means = dict(zip(cell["method"], cell["mean"], strict=True))
+        baselines = {m: v for m, v in means.items() if not m.startswith("kedr")}
+        base = max(baselines.values(), default=math.nan)
+        if claim.baseline != BEST_BASELINE:
+            base = means.get(claim.baseline, math.nan)
+        rows.append(
+            {
+                "table": claim.table,
+                "method": claim.method,
+                "baseline": claim.baseline,
+                "rate": claim.rate,
+                "metric": metric,
+                "paper": f"{claim.relation} {claim.delta:+g}",
+                "ours": 100 * (means.get(claim.method, math.nan) - base),
+                "note": claim.note,
+            }
+        )
+    return pd.DataFrame(rows)
