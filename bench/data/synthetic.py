@@ -44,7 +44,7 @@ MODALITIES: tuple[str, ...] = ("fundus", "oct", "angio")  # the first `modalitie
 CHANNELS: tuple[int, ...] = (3, 1, 1)
 
 NORMAL, DRY, WET, PCV = range(len(CLASSES))
-MAX_DRUSEN = 8
+MAX_DRUSEN = 12
 MAX_NODULES = 3
 NUM_VESSELS = 10
 
@@ -155,7 +155,7 @@ def _draw_lesions(
 
     drusen_x = x[:, None] + rng.normal(0.0, 0.05, (n, MAX_DRUSEN))
     drusen_y = y[:, None] + rng.normal(0.0, 0.05, (n, MAX_DRUSEN))
-    drusen_count = np.round(2 + (MAX_DRUSEN - 2) * severity)
+    drusen_count = np.round(6 + (MAX_DRUSEN - 6) * severity)
     drusen_on = (classes == DRY)[:, None] & (np.arange(MAX_DRUSEN) < drusen_count[:, None])
     drusen_amp = drusen_on * strength[:, None] * rng.uniform(0.6, 1.0, (n, MAX_DRUSEN))
 
@@ -264,7 +264,7 @@ def _vessel_tree(rng: np.random.Generator, n: int, size: int, disc: np.ndarray) 
     phase = rng.uniform(0.0, 2 * np.pi, shape)
     start_radius = np.where(major, 0.0, rng.uniform(0.05, 0.25, shape))
     width = np.where(major, rng.uniform(0.011, 0.016, shape), 0.007)
-    darkness = rng.uniform(0.6, 1.0, shape)
+    darkness = rng.uniform(0.4, 0.8, shape)
     params = np.stack(
         [start_angle, drift, wiggle, wiggle_freq, phase, start_radius, width, darkness]
     ).astype(np.float32)[..., None, None]  # (8, n, K, 1, 1)
@@ -314,8 +314,8 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
 
     # Fundus colour with a per-eye tint, choroidal texture and the darker macula.
     base = np.array([0.80, 0.36, 0.16], dtype=np.float32)
-    tint = base * np.exp(rng.normal(0.0, [0.06, 0.10, 0.15], (n, 3)))
-    texture = 1.0 + 0.05 * _smooth_noise(rng, n, size, 0.03)
+    tint = base * np.exp(rng.normal(0.0, [0.03, 0.05, 0.06], (n, 3)))
+    texture = 1.0 + 0.04 * _smooth_noise(rng, n, size, 0.03)
     r_macula = np.sqrt(
         (g[None, None, :] - 0.5) ** 2 + (g[None, :, None] - lesions.y[:, None, None]) ** 2
     )
@@ -323,8 +323,8 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = tint[:, :, None, None] * (texture * macula)[:, None]
 
     # Lesions, before illumination (they are part of the eye, not of the camera).
-    drusen = _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.018, size)
-    rgb += np.array([0.20, 0.22, 0.08], dtype=np.float32)[:, None, None] * drusen[:, None]
+    drusen = _spots(lesions.drusen_x, lesions.drusen_y, lesions.drusen_amp, 0.03, size)
+    rgb += np.array([0.30, 0.30, 0.10], dtype=np.float32)[:, None, None] * drusen[:, None]
     blob_sigma = (0.055 * lesions.size)[:, None]
     blob = _spots(
         lesions.x[:, None],
@@ -334,8 +334,8 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
         size,
     )
     rgb *= 1.0 - np.array([0.08, 0.20, 0.20], dtype=np.float32)[:, None, None] * blob[:, None]
-    nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.022, size)
-    rgb += np.array([0.25, 0.07, -0.02], dtype=np.float32)[:, None, None] * nodules[:, None]
+    nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.045, size)
+    rgb += np.array([0.35, 0.08, 0.0], dtype=np.float32)[:, None, None] * nodules[:, None]
 
     # Vessels (dark red) and the bright yellow optic disc.
     vessels = _vessel_tree(rng, n, size, disc)
@@ -352,10 +352,10 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = rgb * (1.0 - disc_mask[:, None]) + disc_rgb * disc_mask[:, None]
 
     # Camera: uneven illumination (vignetting and a random gradient), aperture, sensor noise.
-    gradient = rng.normal(0.0, 0.25, (n, 2))
+    gradient = rng.normal(0.0, 0.15, (n, 2))
     illumination = (
-        rng.uniform(0.75, 1.15, (n, 1, 1))
-        * (1.0 - rng.uniform(0.6, 1.2, (n, 1, 1)) * r**2)
+        rng.uniform(0.9, 1.1, (n, 1, 1))
+        * (1.0 - rng.uniform(0.6, 0.9, (n, 1, 1)) * r**2)
         * (
             1.0
             + gradient[:, 0, None, None] * (g[None, None, :] - 0.5)

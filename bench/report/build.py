@@ -153,6 +153,10 @@ def _assemble(
         relative_frames.append(relation.assign(dataset=dataset))
         blocks += [
             Heading(f"Dataset: {dataset}", 2),
+            Paragraph(
+                f"{len(part)} FINISHED cells: methods {_join(part['method'])}; missing rates "
+                f"{_join(part['rate'], rate_label)}; seeds {_join(part['seed'])}."
+            ),
             main_table(summary, dataset),
             ece_table(summary, dataset),
             robustness_table(robust, dataset),
@@ -184,15 +188,11 @@ def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
     frame = runs.frame
     setting = ", ".join(f"{k} = {frame[k].iloc[0]}" for k in SETTING)
     skipped = ", ".join(f"{n} {s}" for s, n in runs.not_finished.items())
-    commits = ", ".join(sorted(frame["git_commit"].str[:12].unique()))
-    rates = ", ".join(rate_label(r) for r in sorted(frame["rate"].unique()))
-    seeds = ", ".join(str(s) for s in sorted(frame["seed"].unique()))
     text = [
         f"Experiment {runs.experiment!r}: {len(frame)} FINISHED cells, newest run ended "
-        f"{utc(runs.newest_end_ms)} (the report's date). Methods: "
-        f"{', '.join(sorted(frame['method'].unique()))}. Datasets: "
-        f"{', '.join(sorted(frame['dataset'].unique()))}. Missing rates: {rates}. "
-        f"Seeds: {seeds}.",
+        f"{utc(runs.newest_end_ms)} (the report's date). Methods: {_join(frame['method'])}. "
+        f"Datasets: {_join(frame['dataset'])}. Missing rates: {_join(frame['rate'], rate_label)}. "
+        f"Seeds: {_join(frame['seed'])}.",
         "Everything here is regenerated from the MLflow store (test metrics and saved "
         "per-sample predictions); nothing is retrained. Only FINISHED cells count"
         + (f"; not reported: {skipped} cells." if skipped else ".")
@@ -202,7 +202,8 @@ def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
             if runs.superseded
             else ""
         ),
-        f"Code: git commit(s) {commits}. Reference method for the statistics: {ref}.",
+        f"Code: git commit(s) {_join(frame['git_commit'].str[:12])}. Reference method for the "
+        f"statistics: {ref}.",
     ]
     protocol = [
         f"Missingness: {setting}. Masks are a pure function of (dataset, split, n, rate, "
@@ -216,6 +217,11 @@ def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
         + [Heading("Protocol and metrics", 2)]
         + [Paragraph(t) for t in protocol]
     )
+
+
+def _join(values: pd.Series, fmt=str) -> str:
+    """The distinct values, sorted, formatted and comma-separated."""
+    return ", ".join(fmt(v) for v in sorted(set(values)))
 
 
 def _pool(part: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -37,6 +37,18 @@ def probabilities(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return predictions[columns].to_numpy(np.float64), predictions["label"].to_numpy(np.int64)
 
 
+def _margins(fig: Figure, left: float, right: float, top: float, bottom: float) -> dict:
+    """Gridspec margins from margins in inches (a fixed layout: cheaper than constrained
+    layout and the same on every run)."""
+    width, height = fig.get_size_inches()
+    return {
+        "left": left / width,
+        "right": 1 - right / width,
+        "top": 1 - top / height,
+        "bottom": bottom / height,
+    }
+
+
 def _reliability_panel(ax, ax_count, predictions: pd.DataFrame, title: str) -> None:
     probs, labels = probabilities(predictions)
     bins = reliability_bins(probs, labels, N_BINS)
@@ -72,7 +84,8 @@ def _reliability_panel(ax, ax_count, predictions: pd.DataFrame, title: str) -> N
     ax.set_title(f"{title}\nECE {100 * ece:.1f} %, n = {len(labels)}", fontsize=8)
     ax.tick_params(labelsize=7)
     ax_count.bar(bins["lower"], bins["count"], width, align="edge", color="0.55")
-    ax_count.set(xlim=(0, 1))
+    ax_count.set(xlim=(0, 1), ylim=(0, 1.15 * bins["count"].max()))
+    ax_count.set_yticks([0, int(bins["count"].max())])
     ax_count.tick_params(labelsize=6)
 
 
@@ -83,16 +96,20 @@ def reliability_figure(
     rates: list[float],
 ) -> Figure:
     """A grid of reliability diagrams: one row per method, one column per rate."""
-    fig = Figure(figsize=(2.3 * len(rates) + 0.6, 2.9 * len(methods) + 0.9), layout="constrained")
+    fig = Figure(figsize=(2.4 * len(rates) + 0.8, 3.0 * len(methods) + 1.1))
     fig.suptitle(
         f"{dataset}: reliability diagrams (15 equal-width bins, top-label; seeds pooled)",
         fontsize=10,
+        y=1 - 0.15 / fig.get_size_inches()[1],
+        va="top",
     )
-    outer = fig.add_gridspec(len(methods), len(rates))
+    outer = fig.add_gridspec(
+        len(methods), len(rates), wspace=0.25, hspace=0.45, **_margins(fig, 0.7, 0.2, 0.85, 0.8)
+    )
     handles = None
     for i, method in enumerate(methods):
         for j, rate in enumerate(rates):
-            cell = outer[i, j].subgridspec(2, 1, height_ratios=(3.2, 1), hspace=0.05)
+            cell = outer[i, j].subgridspec(2, 1, height_ratios=(3.2, 1), hspace=0.12)
             ax, ax_count = fig.add_subplot(cell[0]), fig.add_subplot(cell[1])
             if (method, rate) not in pooled:
                 ax.set_axis_off()
@@ -109,7 +126,7 @@ def reliability_figure(
             if i == len(methods) - 1:
                 ax_count.set_xlabel("confidence", fontsize=8)
     if handles:
-        fig.legend(*handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+        fig.legend(*handles, loc="lower center", ncols=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -142,11 +159,12 @@ def confidence_figure(predictions: pd.DataFrame, dataset: str, method: str) -> F
     pattern = missing_pattern(predictions)
     groups = sorted(pattern.unique(), key=lambda g: (g != "complete", g))
     palette = colormaps["Dark2"]
-    fig = Figure(figsize=(3.6 * len(columns) + 0.4, 3.4), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(columns) + 0.6, 3.6))
     fig.suptitle(
         f"{dataset}, {method}: branch confidences by missing modality (all rates and seeds)",
         fontsize=10,
     )
+    fig.subplots_adjust(wspace=0.25, **_margins(fig, 0.7, 0.2, 0.75, 0.6))
     edges = np.linspace(0.0, 1.0, DENSITY_BINS + 1)
     for k, column in enumerate(columns):
         ax = fig.add_subplot(1, len(columns), k + 1)
@@ -176,11 +194,12 @@ def confidence_figure(predictions: pd.DataFrame, dataset: str, method: str) -> F
 def curves_figure(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> Figure:
     """Metric vs missing rate per method: mean over seeds, 95 % bootstrap CI band."""
     part = summary[summary["dataset"] == dataset]
-    fig = Figure(figsize=(3.1 * len(REPORT_METRICS), 3.6), layout="constrained")
+    fig = Figure(figsize=(3.1 * len(REPORT_METRICS) + 0.4, 4.0))
     fig.suptitle(
         f"{dataset}: metrics vs missing rate (mean over seeds, band: 95 % bootstrap CI)",
         fontsize=10,
     )
+    fig.subplots_adjust(wspace=0.3, **_margins(fig, 0.6, 0.2, 0.7, 1.0))
     rates = sorted(part["rate"].unique())
     for k, metric in enumerate(REPORT_METRICS):
         ax = fig.add_subplot(1, len(REPORT_METRICS), k + 1)
@@ -212,7 +231,7 @@ def curves_figure(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]
     fig.legend(
         handles,
         labels,
-        loc="outside lower center",
+        loc="lower center",
         ncols=min(len(labels), 6),
         fontsize=8,
         frameon=False,

@@ -5,12 +5,15 @@ creation date in the metadata; see PITFALLS.md).
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 
 from bench.report.tables import BEST, SECOND, Table
 
@@ -19,8 +22,12 @@ MARGIN = 0.5  # inches
 LINES_PER_PAGE = 44
 WRAP = 135  # characters per text line at 9 pt
 ROWS_PER_PAGE = 22
-CHAR_WIDTH = 0.62  # mean advance of DejaVu Sans digits and lower case, in em
-CELL_PAD = 2.0  # characters of padding per column
+MAX_FONT = 9.0
+MEASURE_SIZE = 10.0
+CELL_PAD_PT = 10.0  # horizontal padding per cell at MEASURE_SIZE, points
+NUMERIC = re.compile(r"^([−+<\-]?\d|–$|n/a$|\(CI)")
+_MEASURE_FONT = FontProperties(size=MEASURE_SIZE, weight="bold")
+_TEXT_TO_PATH = TextToPath()
 MATHTEXT = {" ": r"\ ", "±": r"\pm", "†": r"^\dagger", "%": r"\%", "–": "-", "−": "-"}
 
 
@@ -70,26 +77,41 @@ def text_pages(title: str, paragraphs: list[str]) -> list[Figure]:
 
 
 def _mathtext(text: str, command: str) -> str:
-    return f"${command}{{\\mathrm{{{''.join(MATHTEXT.get(c, c) for c in text)}}}}}$"
+    """``text`` under a mathtext ``command`` (e.g. \\underline), upright, spaces kept."""
+    body = "".join(MATHTEXT.get(c, c) for c in text.replace(" ± ", "±"))
+    return f"${command}{{\\mathrm{{{body}}}}}$"
+
+
+def _width_pt(text: str) -> float:
+    """Width of the widest line of ``text`` in bold at :data:`MEASURE_SIZE` points."""
+    return max(
+        _TEXT_TO_PATH.get_text_width_height_descent(line, _MEASURE_FONT, ismath=False)[0]
+        for line in text.split("\n")
+    )
+
+
+def _numeric(column: list[str]) -> bool:
+    return all(NUMERIC.match(text) for text in column)
 
 
 def table_pages(table: Table) -> list[Figure]:
-    """The table drawn on as many pages as its rows need; the font shrinks to fit the width."""
+    """The table drawn on as many pages as its rows need: column widths measured from the
+    text, the font shrunk (from 9 pt) until the table fits the page width; numbers right-
+    aligned, text left-aligned; the note right below the table."""
     header = table.header
     if table.groups:
         spans = [label for label, width in table.groups for _ in range(width)]
         header = (header[0], *(f"{g}\n{h}" for g, h in zip(spans, header[1:], strict=True)))
-    chars = [
-        max(len(part) for text in (h, *(row[j] for row in table.rows)) for part in text.split("\n"))
-        + CELL_PAD
-        for j, h in enumerate(header)
-    ]
+    columns = [[row[j] for row in table.rows] for j in range(len(header))]
+    measured = [max(_width_pt(t) for t in (h, *c)) for h, c in zip(header, columns, strict=True)]
     usable = PAGE[0] - 2 * MARGIN
-    fontsize = min(9.0, 72 * usable / (CHAR_WIDTH * sum(chars)))
-    widths = [c * CHAR_WIDTH * fontsize / 72 / usable for c in chars]
-    bottom, top = 1.3, PAGE[1] - MARGIN - 0.45  # inches: room for the note and the title
-    row_height = 1.9 * fontsize / 72 / (top - bottom)
-    header_height = row_height * (2 if table.groups else 1)
+    scale = min(MAX_FONT / MEASURE_SIZE, 72 * usable / sum(w + CELL_PAD_PT for w in measured))
+    fontsize = MEASURE_SIZE * scale
+    widths = [(w + CELL_PAD_PT) * scale / 72 for w in measured]  # inches
+    right = [j > 0 and _numeric(c) for j, c in enumerate(columns)]
+    bottom, top = MARGIN, PAGE[1] - MARGIN - 0.45  # inches below the title
+    row_in = 1.9 * fontsize / 72
+    header_in = row_in * (2 if table.groups else 1)
     pages = []
     chunks = range(0, max(len(table.rows), 1), ROWS_PER_PAGE)
     for number, start in enumerate(chunks, start=1):
@@ -111,22 +133,21 @@ def table_pages(table: Table) -> list[Figure]:
         drawn = ax.table(
             cellText=[list(r) for r in rows] or None,
             colLabels=list(header),
-            colWidths=widths,
+            colWidths=[w / usable for w in widths],
             loc="upper left",
-            cellLoc="right",
         )
         drawn.auto_set_font_size(False)
         drawn.set_fontsize(fontsize)
         for (i, j), cell in drawn.get_celld().items():
             cell.set_linewidth(0.3)
-            cell.set_height(header_height if i == 0 else row_height)
+            cell.set_height((header_in if i == 0 else row_in) / (top - bottom))
+            cell.PAD = CELL_PAD_PT / 2 * scale / 72 / widths[j]
             text = cell.get_text()
-            if j == 0:
-                text.set_horizontalalignment("left")
-                cell.PAD = 0.02
+            text.set_horizontalalignment("right" if right[j] else "left")
             if i == 0:
                 cell.set_facecolor("0.9")
                 text.set_fontweight("bold")
+                text.set_horizontalalignment("center")
                 continue
             mark = table.mark(start + i - 1, j)
             if mark == BEST:
@@ -134,12 +155,13 @@ def table_pages(table: Table) -> list[Figure]:
             elif mark == SECOND:
                 text.set_text(_mathtext(text.get_text(), r"\underline"))
         if table.note:
+            below = top - header_in - row_in * len(rows) - 0.15  # inches from the bottom
             fig.text(
                 MARGIN / PAGE[0],
-                MARGIN / PAGE[1],
+                below / PAGE[1],
                 textwrap.fill(table.note, WRAP + 20),
                 fontsize=8,
-                va="bottom",
+                va="top",
                 color="0.25",
             )
         pages.append(fig)

@@ -20,6 +20,7 @@ LABELS = {"f1_macro": "F1", "kappa": "κ", "accuracy": "Acc", "ece": "ECE"}
 DECIMALS = 1
 BEST, SECOND = 1, 2
 DASH = "–"
+MINUS = "−"
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,13 @@ def rate_label(rate: float) -> str:
     return f"{100 * rate:g} %"
 
 
+def signed(text: str) -> str:
+    """A formatted number with a true minus sign (U+2212), as typeset tables have."""
+    return text.replace("-", MINUS)
+
+
 def percent(value: float, decimals: int = DECIMALS) -> str:
-    return DASH if math.isnan(value) else f"{100 * value:.{decimals}f}"
+    return DASH if math.isnan(value) else signed(f"{100 * value:.{decimals}f}")
 
 
 def mean_std(mean: float, std: float, n: int = 0, n_max: int = 0) -> str:
@@ -144,7 +150,9 @@ def robustness_table(robust: pd.DataFrame, dataset: str) -> Table:
             texts.append(mean_std(cell["mean"], cell["std"], int(cell["n"]), n_max))
             by_column[j].append(float(cell["mean"]))
         rows.append(tuple(texts))
-    rates = part["rates"].iloc[0] if len(part) else ""
+    rates = (
+        ", ".join(rate_label(float(r)) for r in part["rates"].iloc[0].split()) if len(part) else ""
+    )
     return Table(
         name=f"{dataset}_robustness",
         title=f"{dataset}: robustness, area under the metric-vs-missing-rate curve (%)",
@@ -211,7 +219,7 @@ def published_table(comparison: pd.DataFrame, dataset: str) -> Table:
                 percent(row.paper, 2),
                 percent(row.ours, 2),
                 ci,
-                f"{100 * row.difference:+.2f}",
+                signed(f"{100 * row.difference:+.2f}"),
                 inside,
             )
         )
@@ -246,7 +254,7 @@ def relative_table(claims: pd.DataFrame, dataset: str) -> Table:
             rate_label(row.rate),
             LABELS[row.metric],
             row.paper,
-            DASH if math.isnan(row.ours) else f"{row.ours:+.2f}",
+            DASH if math.isnan(row.ours) else signed(f"{row.ours:+.2f}"),
             row.note,
         )
         for row in claims.itertuples()
@@ -276,7 +284,9 @@ def stats_table(comparison: pd.DataFrame, metric: str) -> Table:
             str(row.n),
             f"{row.wins}/{row.ties}/{row.losses}",
             DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
-            DASH if math.isnan(row.median_difference) else f"{100 * row.median_difference:+.2f}",
+            DASH
+            if math.isnan(row.median_difference)
+            else signed(f"{100 * row.median_difference:+.2f}"),
             DASH if math.isnan(row.statistic) else f"{row.statistic:g}",
             format_p(row.p_value),
             format_p(row.p_holm),
