@@ -102,7 +102,8 @@ def generate(name: str, model: str, out: Path | None = None) -> Path:
     prompts = read_priors(card)["prompts"]
     base_url = os.environ.get("BENCH_LLM_BASE_URL", DEFAULT_BASE_URL)
     key = _api_key()
-    modalities = " and ".join(m["name"] for m in card.modalities)
+    count = int(card.options.get("modalities", len(card.modalities)))
+    modalities = " and ".join(m["name"] for m in card.modalities[:count])
     classes = {}
     for class_key, disease in card.classes.items():
         fill = {"disease": disease, "modalities": modalities}

@@ -6,9 +6,10 @@ FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convol
 forward + loss + backward; the inference graph is one eval-mode forward, which by the
 interface excludes label-only parts (KEDR's text projection and auxiliary heads).
 
-Peak memory: on CUDA, ``max_memory_allocated`` above the level before the timed steps; on
-Linux CPUs, the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
-above the resident set before them.
+Peak memory of one training step, above the level before it: on CUDA from
+``max_memory_allocated``; on CPU from the allocation trace of ``torch.profiler``
+(``profile_memory=True``), the running sum of tensor allocations and frees. The process's
+resident set would hide it: freed memory stays in the allocator's arenas.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -78,41 +78,25 @@ def _flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def _rss_kb(field: str) -> int | None:
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
+def peak_memory_mb(fn, device: torch.device) -> float:
+    """Peak tensor memory (MiB) that ``fn()`` allocates above the level before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
+    from torch.profiler import ProfilerActivity, profile
 
-
-class PeakMemory:
-    """Peak memory above the starting level while the context is open, in MiB."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.mb = device, float("nan")
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            try:
-                Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                pass
-            self.start = _rss_kb("VmRSS")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.mb = (torch.cuda.max_memory_allocated() - self.start) / 2**20
-        elif self.start is not None:
-            self.mb = (_rss_kb("VmHWM") - self.start) / 1024
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    level = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        level += event.nbytes()
+        peak = max(peak, level)
+    return peak / 2**20
 
 
 def profile_method(
@@ -151,8 +135,7 @@ def profile_method(
 
     for _ in range(warmup):
         train_step()
-    with PeakMemory(device) as peak:
-        step_times = [timed(train_step) for _ in range(steps)]
+    step_times = [timed(train_step) for _ in range(steps)]
     infer_times = [timed(infer) for _ in range(steps)]
 
     def train_graph() -> None:
@@ -172,7 +155,7 @@ def profile_method(
         flops_infer=_flops(infer),
         train_step_s=statistics.median(step_times),
         infer_latency_s=statistics.median(infer_times),
-        peak_mem_mb=peak.mb,
+        peak_mem_mb=peak_memory_mb(train_step, device),
     )
 
 

@@ -237,8 +237,7 @@ class KEDR(Method):
         else:
             total = sum(w * t for w, t in zip(self.weights, terms, strict=True))
         logged = {k: float(v.detach()) for k, v in parts.items()}
-        stats = self.fusion.last_stats
-        logged.update({"deq_steps": float(stats.steps), "deq_residual": stats.residual})
+        logged.update(self.fusion.stats_to_log())
         return total, logged
 
     def _confidence_loss(self, out: Output, stacked: Tensor, present: Tensor, y: Tensor) -> Tensor:

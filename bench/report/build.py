@@ -167,14 +167,15 @@ def _assemble(
             *_published(paper, summary, comparison, relation, dataset),
         ]
     blocks.append(Heading(f"Statistics against {ref}", 2))
-    blocks += [stats_table(comparisons[m], m) for m in REPORT_METRICS]
+    comparison = pd.concat(comparisons.values(), ignore_index=True)
+    blocks.append(stats_table(comparison, ref))
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
     blocks += [Heading("Provenance", 2), provenance_table(frame)]
 
     frames = {
         "summary": summary,
         "robustness": robust,
-        f"stats_vs_{ref.replace(':', '_')}": pd.concat(comparisons.values(), ignore_index=True),
+        f"stats_vs_{ref.replace(':', '_')}": comparison,
         "published_comparison": pd.concat(published_frames, ignore_index=True),
         "runs": frame,
     }
@@ -393,15 +394,18 @@ def _markdown(blocks: list[Block]) -> str:
 
 
 def _pages(blocks: list[Block]) -> list[Figure]:
-    """Text runs become text pages titled by their last heading; each table and figure
-    gets its own page(s) (figures carry their own titles and legends)."""
+    """Text runs become text pages titled by their last heading, runs of tables are stacked
+    on table pages, and each figure is a page (figures carry their own titles and legends)."""
     pages: list[Figure] = []
-    title, paragraphs = "", []
+    title, paragraphs, tables = "", [], []
 
     def flush() -> None:
         if paragraphs:
             pages.extend(text_pages(title, paragraphs))
             paragraphs.clear()
+        if tables:
+            pages.extend(table_pages(tables))
+            tables.clear()
 
     for block in blocks:
         if isinstance(block, Heading):
@@ -411,10 +415,13 @@ def _pages(blocks: list[Block]) -> list[Figure]:
             else:
                 paragraphs.append(block.text)
         elif isinstance(block, Paragraph):
+            if tables:
+                flush()
             paragraphs.append(block.text)
         elif isinstance(block, Table):
-            flush()
-            pages.extend(table_pages(block))
+            if paragraphs:
+                flush()
+            tables.append(block)
         else:
             flush()
             pages.append(block.figure)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from bench.metrics import expected_calibration_error, reliability_bins
 from bench.report.tables import LABELS, REPORT_METRICS, rate_label
@@ -153,41 +154,43 @@ def confidence_columns(predictions: pd.DataFrame) -> list[str]:
 
 
 def confidence_figure(predictions: pd.DataFrame, dataset: str, method: str) -> Figure:
-    """Densities of each branch confidence, one line per missing pattern. A modality's own
-    branch is left out where that modality is missing (its confidence is 0 by design)."""
+    """Densities (histograms) of each branch confidence, one per missing pattern, one legend
+    for all panels. A modality's own branch is left out where that modality is missing (its
+    confidence is 0 by design)."""
     columns = confidence_columns(predictions)
     pattern = missing_pattern(predictions)
     groups = sorted(pattern.unique(), key=lambda g: (g != "complete", g))
-    palette = colormaps["Dark2"]
-    fig = Figure(figsize=(3.6 * len(columns) + 0.6, 3.6))
+    colours = {g: colormaps["Dark2"](i) for i, g in enumerate(groups)}
+    fig = Figure(figsize=(3.6 * len(columns) + 0.6, 3.9))
     fig.suptitle(
         f"{dataset}, {method}: branch confidences by missing modality (all rates and seeds)",
         fontsize=10,
     )
-    fig.subplots_adjust(wspace=0.25, **_margins(fig, 0.7, 0.2, 0.75, 0.6))
+    fig.subplots_adjust(wspace=0.25, **_margins(fig, 0.7, 0.2, 0.75, 0.95))
     edges = np.linspace(0.0, 1.0, DENSITY_BINS + 1)
     for k, column in enumerate(columns):
         ax = fig.add_subplot(1, len(columns), k + 1)
         own = _branch_modality(column)
-        for g, group in enumerate(groups):
+        for group in groups:
             if own is not None and f"m{own}" in group.removesuffix(" missing").split(" + "):
                 continue
             values = predictions.loc[pattern == group, column].to_numpy(np.float64)
-            if values.size == 0:
-                continue
             ax.hist(
                 values,
                 bins=edges,
                 density=True,
-                histtype="step",
-                lw=1.5,
-                color=palette(g),
-                label=f"{group} (n = {values.size})",
+                histtype="stepfilled",
+                alpha=0.2,
+                color=colours[group],
             )
-        ax.set(xlim=(0, 1), xlabel="confidence", title=column.removeprefix("conf_"))
+            ax.hist(values, bins=edges, density=True, histtype="step", lw=1.4, color=colours[group])
+        branch = "shared branch" if own is None else f"m{own} branch"
+        ax.set(xlim=(0, 1), xlabel="confidence", title=f"{column.removeprefix('conf_')} ({branch})")
         if k == 0:
             ax.set_ylabel("density")
-        ax.legend(fontsize=7, frameon=False, loc="upper left")
+    handles = [Patch(facecolor=colours[g], edgecolor=colours[g], alpha=0.6) for g in groups]
+    labels = [f"{g} (n = {int((pattern == g).sum())})" for g in groups]
+    fig.legend(handles, labels, loc="lower center", ncols=len(groups), fontsize=8, frameon=False)
     return fig
 
 

@@ -5,9 +5,9 @@ creation date in the metadata; see PITFALLS.md).
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
@@ -15,17 +15,18 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
-from bench.report.tables import BEST, SECOND, Table
+from bench.report.tables import BEST, SECOND, Table, numeric_column
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 MARGIN = 0.5  # inches
 LINES_PER_PAGE = 44
 WRAP = 135  # characters per text line at 9 pt
-ROWS_PER_PAGE = 22
+TITLE_IN = 0.35  # inches from a table title to its header
+NOTE_LINE_IN = 0.16  # inches per line of a table note
+TABLE_GAP_IN = 0.35  # inches between tables on one page
 MAX_FONT = 9.0
 MEASURE_SIZE = 10.0
 CELL_PAD_PT = 10.0  # horizontal padding per cell at MEASURE_SIZE, points
-NUMERIC = re.compile(r"^([−+<\-]?\d|–$|n/a$|\(CI)")
 _MEASURE_FONT = FontProperties(size=MEASURE_SIZE, weight="bold")
 _TEXT_TO_PATH = TextToPath()
 MATHTEXT = {" ": r"\ ", "±": r"\pm", "†": r"^\dagger", "%": r"\%", "–": "-", "−": "-"}
@@ -90,14 +91,31 @@ def _width_pt(text: str) -> float:
     )
 
 
-def _numeric(column: list[str]) -> bool:
-    return all(NUMERIC.match(text) for text in column)
+@dataclass(frozen=True)
+class _Layout:
+    """How one table is drawn: header lines, column widths (inches), font size, alignment."""
+
+    header: tuple[str, ...]
+    widths: tuple[float, ...]
+    scale: float
+    right: tuple[bool, ...]
+
+    @property
+    def fontsize(self) -> float:
+        return MEASURE_SIZE * self.scale
+
+    @property
+    def row_in(self) -> float:
+        return 1.9 * self.fontsize / 72
+
+    @property
+    def header_in(self) -> float:
+        return self.row_in * max(h.count("\n") + 1 for h in self.header)
 
 
-def table_pages(table: Table) -> list[Figure]:
-    """The table drawn on as many pages as its rows need: column widths measured from the
-    text, the font shrunk (from 9 pt) until the table fits the page width; numbers right-
-    aligned, text left-aligned; the note right below the table."""
+def _layout(table: Table) -> _Layout:
+    """Column widths measured from the text; the font shrinks (from 9 pt) until the table
+    fits the page width; numbers right-aligned, text left-aligned."""
     header = table.header
     if table.groups:
         spans = [label for label, width in table.groups for _ in range(width)]
@@ -106,63 +124,97 @@ def table_pages(table: Table) -> list[Figure]:
     measured = [max(_width_pt(t) for t in (h, *c)) for h, c in zip(header, columns, strict=True)]
     usable = PAGE[0] - 2 * MARGIN
     scale = min(MAX_FONT / MEASURE_SIZE, 72 * usable / sum(w + CELL_PAD_PT for w in measured))
-    fontsize = MEASURE_SIZE * scale
-    widths = [(w + CELL_PAD_PT) * scale / 72 for w in measured]  # inches
-    right = [j > 0 and _numeric(c) for j, c in enumerate(columns)]
-    bottom, top = MARGIN, PAGE[1] - MARGIN - 0.45  # inches below the title
-    row_in = 1.9 * fontsize / 72
-    header_in = row_in * (2 if table.groups else 1)
-    pages = []
-    chunks = range(0, max(len(table.rows), 1), ROWS_PER_PAGE)
-    for number, start in enumerate(chunks, start=1):
-        fig = Figure(figsize=PAGE)
-        suffix = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
+    return _Layout(
+        header=header,
+        widths=tuple((w + CELL_PAD_PT) * scale / 72 for w in measured),
+        scale=scale,
+        right=tuple(j > 0 and numeric_column(c) for j, c in enumerate(columns)),
+    )
+
+
+def _note_lines(table: Table) -> list[str]:
+    return textwrap.wrap(table.note, WRAP + 20) if table.note else []
+
+
+def _height(table: Table, layout: _Layout, n_rows: int) -> float:
+    """Inches that the title, the header, ``n_rows`` rows and the note take."""
+    return (
+        TITLE_IN
+        + layout.header_in
+        + n_rows * layout.row_in
+        + NOTE_LINE_IN * len(_note_lines(table))
+        + 0.12
+    )
+
+
+def _draw(
+    fig: Figure, table: Table, layout: _Layout, first: int, n_rows: int, top: float, title: str
+) -> None:
+    """Draw the title, rows ``first``..``first + n_rows`` and the note from ``top`` (inches
+    from the page bottom) down."""
+    usable = PAGE[0] - 2 * MARGIN
+    fig.text(MARGIN / PAGE[0], top / PAGE[1], title, fontsize=11, fontweight="bold", va="top")
+    top -= TITLE_IN
+    height = layout.header_in + n_rows * layout.row_in
+    ax = fig.add_axes(
+        (MARGIN / PAGE[0], (top - height) / PAGE[1], usable / PAGE[0], height / PAGE[1])
+    )
+    ax.set_axis_off()
+    rows = table.rows[first : first + n_rows]
+    drawn = ax.table(
+        cellText=[list(r) for r in rows] or None,
+        colLabels=list(layout.header),
+        colWidths=[w / usable for w in layout.widths],
+        loc="upper left",
+    )
+    drawn.AXESPAD = 0  # flush with the page margin
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(layout.fontsize)
+    for (i, j), cell in drawn.get_celld().items():
+        cell.set_linewidth(0.3)
+        cell.set_height((layout.header_in if i == 0 else layout.row_in) / height)
+        cell.PAD = CELL_PAD_PT / 2 * layout.scale / 72 / layout.widths[j]
+        text = cell.get_text()
+        text.set_horizontalalignment("right" if layout.right[j] else "left")
+        if i == 0:
+            cell.set_facecolor("0.9")
+            text.set_fontweight("bold")
+            text.set_horizontalalignment("center")
+            continue
+        mark = table.mark(first + i - 1, j)
+        if mark == BEST:
+            text.set_fontweight("bold")
+        elif mark == SECOND:
+            text.set_text(_mathtext(text.get_text(), r"\underline"))
+    if table.note:
         fig.text(
             MARGIN / PAGE[0],
-            1 - MARGIN / PAGE[1],
-            table.title + suffix,
-            fontsize=12,
-            fontweight="bold",
+            (top - height - 0.12) / PAGE[1],
+            "\n".join(_note_lines(table)),
+            fontsize=8,
             va="top",
+            color="0.25",
+            linespacing=1.3,
         )
-        ax = fig.add_axes(
-            (MARGIN / PAGE[0], bottom / PAGE[1], usable / PAGE[0], (top - bottom) / PAGE[1])
-        )
-        ax.set_axis_off()
-        rows = table.rows[start : start + ROWS_PER_PAGE]
-        drawn = ax.table(
-            cellText=[list(r) for r in rows] or None,
-            colLabels=list(header),
-            colWidths=[w / usable for w in widths],
-            loc="upper left",
-        )
-        drawn.auto_set_font_size(False)
-        drawn.set_fontsize(fontsize)
-        for (i, j), cell in drawn.get_celld().items():
-            cell.set_linewidth(0.3)
-            cell.set_height((header_in if i == 0 else row_in) / (top - bottom))
-            cell.PAD = CELL_PAD_PT / 2 * scale / 72 / widths[j]
-            text = cell.get_text()
-            text.set_horizontalalignment("right" if right[j] else "left")
-            if i == 0:
-                cell.set_facecolor("0.9")
-                text.set_fontweight("bold")
-                text.set_horizontalalignment("center")
-                continue
-            mark = table.mark(start + i - 1, j)
-            if mark == BEST:
-                text.set_fontweight("bold")
-            elif mark == SECOND:
-                text.set_text(_mathtext(text.get_text(), r"\underline"))
-        if table.note:
-            below = top - header_in - row_in * len(rows) - 0.15  # inches from the bottom
-            fig.text(
-                MARGIN / PAGE[0],
-                below / PAGE[1],
-                textwrap.fill(table.note, WRAP + 20),
-                fontsize=8,
-                va="top",
-                color="0.25",
-            )
-        pages.append(fig)
+
+
+def table_pages(tables: list[Table]) -> list[Figure]:
+    """Tables stacked down A4 landscape pages, a new page when the next does not fit; a
+    table longer than a page continues on the next ones, titled (k/n)."""
+    pages: list[Figure] = []
+    space = 0.0  # inches left on the current page
+    for table in tables:
+        layout = _layout(table)
+        room = PAGE[1] - 2 * MARGIN - _height(table, layout, 0)
+        per_page = max(1, int(room / layout.row_in))
+        chunks = range(0, max(len(table.rows), 1), per_page)
+        for number, first in enumerate(chunks, start=1):
+            n_rows = len(table.rows[first : first + per_page])
+            needed = _height(table, layout, n_rows)
+            if not pages or needed > space:
+                pages.append(Figure(figsize=PAGE))
+                space = PAGE[1] - 2 * MARGIN
+            suffix = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
+            _draw(pages[-1], table, layout, first, n_rows, MARGIN + space, table.title + suffix)
+            space -= needed + TABLE_GAP_IN
     return pages

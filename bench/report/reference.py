@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report.tables import rate_label, signed
+
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 ABSOLUTE_FILES = ("kedr_paper_mmc_amd.csv", "kedr_paper_other_datasets.csv")
 RELATIVE_FILE = "kedr_paper_relative.csv"
@@ -20,6 +22,7 @@ COST_FILE = "kedr_paper_cost.csv"
 METRIC_OF = {"f1": "f1_macro", "kappa": "kappa", "accuracy": "accuracy", "ece": "ece"}
 PERCENT = ("f1", "kappa", "accuracy")
 BEST_BASELINE = "best-baseline"
+TABLE_ORDER = {"main": 0, "ece": 1}
 
 
 def published(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
@@ -60,8 +63,15 @@ def compare(paper: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> pd.Data
     seeds and its bootstrap CI: difference (ours - paper) and whether the paper's number lies
     inside our CI (None when the CI is unavailable)."""
     ours = summary[summary["dataset"] == dataset].set_index(["method", "rate", "metric"])
+    published = paper[paper["dataset"] == dataset].assign(
+        order=lambda f: f["table"].map(lambda t: TABLE_ORDER.get(t, len(TABLE_ORDER))),
+        metric_order=lambda f: f["metric"].map(list(METRIC_OF.values()).index),
+    )
+    published = published.sort_values(["order", "method", "metric_order", "rate", "table"])
+    # the same number printed in two tables (the full model in an ablation) is shown once
+    published = published.drop_duplicates(["method", "rate", "metric", "value"])
     rows = []
-    for item in paper[paper["dataset"] == dataset].itertuples():
+    for item in published.itertuples():
         key = (item.method, item.rate, item.metric)
         if key not in ours.index:
             continue
@@ -107,7 +117,7 @@ def unmatched(paper: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> list[
     ours = set(zip(summary["method"], summary["rate"], strict=True))
     rows = paper[paper["dataset"] == dataset][["method", "rate"]].drop_duplicates()
     return [
-        f"{m} at {r:.0%}"
+        f"{m} at {rate_label(r)}"
         for m, r in sorted(zip(rows["method"], rows["rate"], strict=True))
         if (m, r) not in ours
     ]
@@ -135,7 +145,7 @@ def compare_relative(claims: pd.DataFrame, summary: pd.DataFrame, dataset: str) 
                 "baseline": claim.baseline,
                 "rate": claim.rate,
                 "metric": metric,
-                "paper": f"{claim.relation} {claim.delta:+g}",
+                "paper": f"{claim.relation} {signed(f'{claim.delta:+g}')}",
                 "ours": 100 * (means.get(claim.method, math.nan) - base),
                 "note": claim.note,
             }

@@ -7,6 +7,7 @@ shown values share a mark), in the metric's direction (ECE: lower is better).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -21,6 +22,7 @@ DECIMALS = 1
 BEST, SECOND = 1, 2
 DASH = "–"
 MINUS = "−"
+NUMERIC = re.compile(r"^([−+<\-]?[\d.]+([\s%†/]|$)|–$|n/a$)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Table:
             return self.header
         spans = [label for label, width in self.groups for _ in range(width)]
         return (self.header[0], *(f"{g} {h}" for g, h in zip(spans, self.header[1:], strict=True)))
+
+
+def numeric_column(texts: list[str]) -> bool:
+    """Whether every text of a column is a number as shown (so it is right-aligned)."""
+    return all(NUMERIC.match(text) for text in texts)
 
 
 def rate_label(rate: float) -> str:
@@ -275,11 +282,12 @@ def format_p(p: float) -> str:
     return DASH if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def stats_table(comparison: pd.DataFrame, metric: str) -> Table:
-    """Every method against the reference: paired cells, W/T/L, P(improvement), Wilcoxon-Holm."""
-    reference = comparison["reference"].iloc[0] if len(comparison) else DASH
+def stats_table(comparison: pd.DataFrame, reference: str) -> Table:
+    """Every method against the reference, per metric: paired cells, W/T/L, P(improvement),
+    median difference, Wilcoxon signed-rank p and its Holm adjustment."""
     rows = tuple(
         (
+            f"{LABELS[row.metric]} ({'higher' if HIGHER_IS_BETTER[row.metric] else 'lower'})",
             row.method,
             str(row.n),
             f"{row.wins}/{row.ties}/{row.losses}",
@@ -293,18 +301,27 @@ def stats_table(comparison: pd.DataFrame, metric: str) -> Table:
         )
         for row in comparison.itertuples()
     )
-    direction = "higher" if HIGHER_IS_BETTER[metric] else "lower"
     return Table(
-        name=f"stats_{metric}",
-        title=f"{LABELS[metric]}: each method against {reference}",
-        header=("method", "pairs", "W/T/L", "P(better)", "median Δ", "W", "p", "p Holm"),
+        name="stats",
+        title=f"Each method against {reference}, paired over (dataset, rate, seed)",
+        header=(
+            "metric (better)",
+            "method",
+            "pairs",
+            "W/T/L",
+            "P(better)",
+            "median Δ",
+            "W",
+            "p",
+            "p Holm",
+        ),
         rows=rows,
         note=(
-            f"paired over (dataset, rate, seed) cells both finished; W/T/L: the method is better "
-            f"({direction} {LABELS[metric]}), equal, worse than {reference}; P(better) = "
-            "P(X > Y) + 0.5 P(X = Y); median Δ = method − reference in points; two-sided "
-            "Wilcoxon signed-rank (Wilcoxon 1945), zero differences dropped, p adjusted over "
-            "the methods by Holm (1979)."
+            f"pairs: cells both finished; W/T/L: the method is better, equal, worse than "
+            f"{reference} (in the metric's direction); P(better) = P(X > Y) + 0.5 P(X = Y); "
+            "median Δ = method − reference in points; W, p: two-sided Wilcoxon signed-rank "
+            "(Wilcoxon 1945), zero differences dropped; p Holm: adjusted over the methods of "
+            "each metric (Holm 1979)."
         ),
     )
 
@@ -396,9 +413,10 @@ def to_markdown(table: Table) -> str:
         return {BEST: f"**{text}**", SECOND: f"<u>{text}</u>"}.get(mark, text)
 
     header = table.flat_header()
+    right = [j > 0 and numeric_column([row[j] for row in table.rows]) for j in range(len(header))]
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
+        "|" + "|".join("---:" if r else ":---" for r in right) + "|",
     ]
     for i, row in enumerate(table.rows):
         lines.append("| " + " | ".join(cell(t, table.mark(i, j)) for j, t in enumerate(row)) + " |")

@@ -1,0 +1,154 @@
+"""ShaSpec: shared and specific feature modelling for missing modalities.
+
+Wang, Chen, Avery, Liao, Hemming, Liao, Chen, Carneiro, "Multi-modal learning with missing
+modality via shared-specific feature modelling", CVPR 2023; code github.com/billhhh/ShaSpec
+(``DualNet_SS.py``, ``train_SS.py``). Per modality m (present_m its mask):
+
+    s_m = E_sh(stem_m(x_m))                shared encoder, one set of weights for every m
+    f_m = E_m(x_m)                         specific encoder of modality m
+    g_m = s_m + W [s_m; f_m]               if m is present      (residual composition, W shared)
+    g_m = s_fill                           if m is absent: s of the sample's first present
+                                           modality (``fill="first"``) or their mean (``"mean"``)
+    logits = V [g_1; ...; g_M] + b
+    L = CE(logits, y) + w_shared L_sh + w_domain L_dom
+    L_sh  = mean over pairs i < j of mean_{samples with i and j present} |s_i - s_j|      (L1)
+    L_dom = CE(D(f_m), m) over the present (sample, modality)       (domain classifier D)
+
+Hyper-parameters: w_shared = 0.1 and w_domain = 0.02 (``alpha``, ``beta`` of the code's
+``train_SS.py``); fill "first" (the code; the mean is its commented-out alternative).
+
+Fidelity:
+- Follows the paper and code: one weight-shared encoder, specific encoders, a shared
+  residual composition layer, L1 alignment of shared features, a linear domain classifier
+  on specific features, absent modalities filled by a present one's shared feature, concat.
+- Ours: the code feeds single-channel MRI sequences straight into the shared encoder; our
+  modalities differ in channels (fundus RGB, OCT grey), so a per-modality 1x1-conv stem maps
+  each to ``stem_channels`` (3: a pretrained 3-channel backbone fits) before the shared
+  encoder (with precomputed features, ``backbone="features"``, the stem is a linear layer
+  and the shared encoder an MLP). The shared encoder runs on the present images only, so
+  absent images neither cost compute nor enter BatchNorm statistics. The code computes both
+  auxiliary losses over every modality, absent ones included (features of zero images);
+  we restrict L_sh to pairs both present and L_dom to present modalities, and average L_sh
+  over all pairs (the code sums a 4-cycle of its 4 modalities). Composition is a linear
+  layer on pooled features (the code: a 3x3x3 conv on feature maps for segmentation).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.errors import ConfigError
+from bench.interface import Batch, DatasetInfo, Method, Output, register_method
+from methods._blocks.backbones import create_encoder
+from methods._blocks.encoders import ModalityEncoders
+from methods._blocks.heads import mlp
+
+
+def fill_absent(shared: Tensor, present: Tensor, fill: str) -> Tensor:
+    """(B, d) stand-in for an absent modality: the first present s_m, or the present mean."""
+    weight = present.to(shared.dtype).unsqueeze(-1)
+    if fill == "mean":
+        return (shared * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+    first = present.int().argmax(dim=1)  # the first True (0 when none is present)
+    return shared[torch.arange(shared.shape[0], device=shared.device), first] * weight.amax(1)
+
+
+def shared_alignment(shared: Tensor, present: Tensor) -> Tensor:
+    """Mean over modality pairs of the L1 distance of their shared features, both present."""
+    terms = []
+    for i, j in itertools.combinations(range(present.shape[1]), 2):
+        both = present[:, i] & present[:, j]
+        if both.any():
+            terms.append(F.l1_loss(shared[both, i].float(), shared[both, j].float()))
+    return torch.stack(terms).mean() if terms else shared.new_zeros((), dtype=torch.float32)
+
+
+@register_method("shaspec")
+class ShaSpec(Method):
+    summary = (
+        "Shared (weight-tied) + specific encoders; absent shared feature filled from a present one"
+    )
+    citation = "Wang et al., CVPR 2023 (ShaSpec)"
+
+    def __init__(
+        self,
+        info: DatasetInfo,
+        backbone: str = "small-cnn",
+        feature_dim: int = 64,
+        pretrained: str | None = None,
+        dropout: float = 0.0,
+        stem_channels: int = 3,
+        fill: str = "first",
+        w_shared: float = 0.1,
+        w_domain: float = 0.02,
+    ) -> None:
+        super().__init__(info)
+        if fill not in ("first", "mean"):
+            raise ConfigError(f"shaspec fill {fill!r} is not valid: choose 'first' or 'mean'")
+        self.fill, self.w_shared, self.w_domain = fill, w_shared, w_domain
+        self.specific = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        d = self.specific.feature_dim
+        if backbone == "features":
+            self.stems = nn.ModuleList(nn.Linear(d, d) for _ in info.channels)
+            self.shared = mlp([d, d, d])
+        else:
+            self.stems = nn.ModuleList(nn.Conv2d(c, stem_channels, 1) for c in info.channels)
+            self.shared = create_encoder(backbone, stem_channels, feature_dim, pretrained)
+        self.compose = nn.Linear(2 * d, d)
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(d * info.num_modalities, info.num_classes)
+        )
+        self.domain_classifier = nn.Linear(d, info.num_modalities)
+
+    def shared_features(self, batch: Batch) -> Tensor:
+        """s_m (B, M, d) from the present images only; zeros where m is absent."""
+        present = batch.present
+        rows = [present[:, m].nonzero().squeeze(1) for m in range(present.shape[1])]
+        stems = [stem(x[r]) for stem, x, r in zip(self.stems, batch.images, rows, strict=True)]
+        encoded = self.shared(torch.cat(stems)).split([len(r) for r in rows])
+        return torch.stack(
+            [
+                value.new_zeros(present.shape[0], value.shape[1]).index_copy(0, r, value)
+                for value, r in zip(encoded, rows, strict=True)
+            ],
+            dim=1,
+        )
+
+    def forward(self, batch: Batch) -> Output:
+        present = batch.present
+        shared = self.shared_features(batch)  # (B, M, d)
+        specific = torch.stack(self.specific(batch), dim=1).to(shared.dtype)  # zero if absent
+        composed = shared + self.compose(torch.cat([shared, specific], dim=-1))
+        fill = fill_absent(shared, present, self.fill).unsqueeze(1).expand_as(shared)
+        fused = torch.where(present.unsqueeze(-1), composed, fill)
+        return Output(self.head(fused.flatten(1)), extras={"shared": shared, "specific": specific})
+
+    def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
+        present = batch.present
+        ce = F.cross_entropy(out.logits, y)
+        aligned = shared_alignment(out.extras["shared"], present)
+        modality = torch.arange(present.shape[1], device=y.device).expand_as(present)
+        if present.any():
+            domain_logits = self.domain_classifier(out.extras["specific"][present])
+            domain = F.cross_entropy(domain_logits, modality[present])
+        else:
+            domain = ce.new_zeros(())
+        total = ce + self.w_shared * aligned + self.w_domain * domain
+        parts = {"ce": ce, "shared_l1": aligned, "domain": domain}
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def inference_modules(self) -> list[nn.Module]:
+        """The domain classifier only shapes training."""
+        return [self.specific, self.stems, self.shared, self.compose, self.head]
+
+    @classmethod
+    def search_space(cls, trial) -> dict:
+        return {
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "w_shared": trial.suggest_float("w_shared", 0.01, 1.0, log=True),
+            "w_domain": trial.suggest_float("w_domain", 0.002, 0.2, log=True),
+        }

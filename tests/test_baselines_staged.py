@@ -1,0 +1,219 @@
+"""Method-specific behaviour of the staged baselines: distill, shaspec, momke."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.errors import ConfigError
+from bench.interface import Batch, build_method, hparam_names
+from bench.spec import TrainSpec
+from bench.train import MaskedSplit, fit, make_batch
+from methods.distill import present_feature_mse, soft_target_kl
+from methods.shaspec import fill_absent, shared_alignment
+
+CPU = torch.device("cpu")
+MIXED = [[True, True], [True, False], [False, True], [True, False]]
+
+
+def batch_of(data, present: list[list[bool]]) -> Batch:
+    rows = torch.tensor(present + [[True, True]] * (len(data.train) - len(present)))
+    return make_batch(MaskedSplit(data.train, rows), torch.arange(len(present)), CPU)
+
+
+def build(name, data, **hparams):
+    torch.manual_seed(0)
+    return build_method(name, data.info, hparams)
+
+
+def trainable(module) -> set[bool]:
+    return {p.requires_grad for p in module.parameters()}
+
+
+class FirstChoiceTrial:
+    """A stand-in for an Optuna trial that takes the lowest value of every range."""
+
+    def suggest_float(self, name, low, high, log=False):
+        return low
+
+    def suggest_int(self, name, low, high):
+        return low
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+
+@pytest.mark.parametrize("name", ["distill", "shaspec", "momke"])
+def test_search_space_names_own_hyper_parameters_that_build(name, tiny_data):
+    method_cls = type(build(name, tiny_data))
+    space = method_cls.search_space(FirstChoiceTrial())
+    assert space and set(space) <= set(hparam_names(method_cls))
+    build(name, tiny_data, **space)
+
+
+# distill -------------------------------------------------------------------------------------
+
+
+def test_distill_teacher_trains_on_complete_pairs_then_student_under_missingness(tiny_data):
+    method = build("distill", tiny_data)
+    assert [(s.name, s.complete_only) for s in method.stages()] == [
+        ("teacher", True),
+        ("student", False),
+    ]
+    method.set_stage("teacher")
+    assert trainable(method.teacher) == {True} and trainable(method.student) == {False}
+    method.set_stage("student")
+    assert trainable(method.teacher) == {False} and trainable(method.student) == {True}
+    method.train()
+    assert not method.teacher.training and method.student.training
+
+
+def test_distill_fit_shows_the_teacher_only_complete_samples(tiny_data):
+    n = len(tiny_data.train)
+    present = torch.ones(n, 2, dtype=torch.bool)
+    present[::3, 1] = False
+    seen: dict[str, set[bool]] = {}
+    method = build("distill", tiny_data)
+    forward = method.forward
+
+    def recording(batch):
+        if method.training:
+            seen.setdefault(method.stage, set()).add(bool(batch.present.all()))
+        return forward(batch)
+
+    method.forward = recording
+    train = MaskedSplit(tiny_data.train, present)
+    val = MaskedSplit(tiny_data.val, torch.ones(len(tiny_data.val), 2, dtype=torch.bool))
+    result = fit(method, train, val, TrainSpec(epochs=2), CPU, seed=0)
+    assert seen["teacher"] == {True} and False in seen["student"]
+    assert set(result.best_epoch) == {"teacher", "student"}
+
+
+def test_distill_predicts_with_the_student_alone(tiny_data):
+    method = build("distill", tiny_data).eval()
+    batch = batch_of(tiny_data, MIXED)
+    with torch.no_grad():
+        expected = method.student.head(method.student.fuse(batch))
+        assert torch.equal(method(batch).logits, expected)
+    assert method.inference_modules() == [method.student]
+
+
+def test_distill_loss_parts_per_stage(tiny_data):
+    method = build("distill", tiny_data)
+    batch, y = batch_of(tiny_data, MIXED), tiny_data.train.labels[:4]
+    method.set_stage("teacher")
+    assert set(method.loss(method(batch), batch, y)[1]) == {"ce"}
+    method.set_stage("student")
+    assert set(method.loss(method(batch), batch, y)[1]) == {"ce", "kd", "feat"}
+
+
+def test_soft_target_kl_is_hinton_kl_times_t_squared():
+    student, teacher = torch.randn(5, 4), torch.randn(5, 4)
+    p_t = torch.softmax(teacher / 2, dim=-1)
+    expected = (p_t * (p_t.log() - torch.log_softmax(student / 2, dim=-1))).sum(-1).mean() * 4
+    assert torch.allclose(soft_target_kl(student, teacher, 2.0), expected, atol=1e-6)
+    assert soft_target_kl(teacher, teacher, 2.0).abs() < 1e-6
+
+
+def test_feature_mse_counts_present_modalities_only():
+    student, teacher = torch.zeros(2, 2, 3), torch.zeros(2, 2, 3)
+    teacher[0, 1] = 100.0  # absent: ignored
+    teacher[1, 0] = 2.0  # present: squared error 4
+    present = torch.tensor([[True, False], [True, True]])
+    assert present_feature_mse(student, teacher, present) == pytest.approx(4.0 / 3)
+    assert present_feature_mse(student, teacher, torch.zeros(2, 2, dtype=torch.bool)) == 0
+
+
+# shaspec -------------------------------------------------------------------------------------
+
+
+def test_shaspec_fills_an_absent_modality_from_the_present_shared_features():
+    shared = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [0.0, 0.0]]])  # (1, M=3, d=2)
+    present = torch.tensor([[False, True, False]])
+    assert torch.equal(fill_absent(shared, present, "first"), torch.tensor([[3.0, 5.0]]))
+    both = torch.tensor([[True, True, False]])
+    assert torch.equal(fill_absent(shared, both, "first"), torch.tensor([[1.0, 1.0]]))
+    assert torch.equal(fill_absent(shared, both, "mean"), torch.tensor([[2.0, 3.0]]))
+
+
+def test_shaspec_alignment_uses_pairs_both_present_and_is_zero_without_any():
+    shared = torch.tensor([[[0.0, 0.0], [1.0, 3.0]], [[0.0, 0.0], [9.0, 9.0]]])
+    present = torch.tensor([[True, True], [True, False]])
+    assert shared_alignment(shared, present) == pytest.approx(2.0)
+    none = torch.tensor([[True, False], [False, True]])
+    assert shared_alignment(shared, none) == 0
+
+
+def test_shaspec_shared_encoder_is_one_module_and_sees_present_images_only(tiny_data):
+    method = build("shaspec", tiny_data).eval()
+    rows = []
+    method.shared.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        method(batch_of(tiny_data, MIXED))
+    assert rows == [5]  # 3 present fundus + 2 present OCT images, in one pass
+    assert method.domain_classifier not in method.inference_modules()
+
+
+def test_shaspec_prediction_for_a_missing_modality_uses_the_fill(tiny_data):
+    method = build("shaspec", tiny_data, fill="mean").eval()
+    batch = batch_of(tiny_data, [[True, False], [True, False]])
+    with torch.no_grad():
+        out = method(batch)
+        shared = out.extras["shared"]
+        d = shared.shape[-1]
+        composed = shared[:, 0] + method.compose(
+            torch.cat([shared[:, 0], out.extras["specific"][:, 0]], dim=-1)
+        )
+        fused = torch.cat([composed, shared[:, 0]], dim=-1)
+        assert torch.allclose(out.logits, method.head(fused), atol=1e-6)
+        assert fused.shape[-1] == 2 * d
+
+
+def test_shaspec_rejects_an_unknown_fill(tiny_data):
+    with pytest.raises(ConfigError, match="choose 'first' or 'mean'"):
+        build("shaspec", tiny_data, fill="zeros")
+
+
+# momke ---------------------------------------------------------------------------------------
+
+
+def test_momke_trains_experts_then_routing(tiny_data):
+    method = build("momke", tiny_data)
+    assert [s.name for s in method.stages()] == ["experts", "fusion"]
+    method.set_stage("experts")
+    assert trainable(method.expert_heads) == {True} and trainable(method.routers) == {False}
+    method.set_stage("fusion")
+    assert trainable(method.expert_heads) == {False} and trainable(method.routers) == {True}
+    assert trainable(method.experts) == {True}
+    assert not any(h in method.inference_modules() for h in (method.expert_heads,))
+    frozen = build("momke", tiny_data, freeze_experts=True)
+    frozen.set_stage("fusion")
+    assert trainable(frozen.experts) == {False} and trainable(frozen.encoders) == {False}
+    frozen.set_stage("experts")
+    assert trainable(frozen.experts) == {True}
+
+
+def test_momke_expert_stage_scores_each_present_modality_with_its_own_expert(tiny_data):
+    method = build("momke", tiny_data)
+    method.set_stage("experts")
+    method.eval()
+    batch, y = batch_of(tiny_data, [[False, True]] * 4), tiny_data.train.labels[:4]
+    with torch.no_grad():
+        out = method(batch)
+        p_2 = method.projections[1](method.encoders(batch)[1])
+        own = F.log_softmax(method.expert_heads[1](method.experts[1](p_2)), dim=-1)
+        assert torch.allclose(out.logits, own, atol=1e-6)
+        _, parts = method.loss(out, batch, y)
+    assert set(parts) == {"ce_2"}
+
+
+def test_momke_routes_each_modality_through_every_expert(tiny_data):
+    method = build("momke", tiny_data).eval()
+    batch = batch_of(tiny_data, MIXED)
+    calls = []
+    for k, expert in enumerate(method.experts):
+        expert.register_forward_hook(lambda module, args, out, k=k: calls.append(k))
+    with torch.no_grad():
+        method(batch)
+    assert sorted(calls) == [0, 0, 1, 1]  # M modalities x M experts
