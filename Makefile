@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/bench run --methods all --rates 0.2,0.4,0.6,0.8 --experiment demo
+	$(BIN)/bench report --experiment demo --out reports/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -262,8 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     pri.set_defaults(func=cmd_priors)
 
     from bench.data.verify import add_data_parser
+    from bench.report.cli import add_report_parser
 
     add_data_parser(sub)
+    add_report_parser(sub)
 
     lister = sub.add_parser("list", help="list methods and datasets")
     lister.set_defaults(func=cmd_list)

@@ -168,7 +168,7 @@ def profile(
     feature_dim: int | None = None,
     steps: int = 10,
 ) -> Profile:
-    """Build method ``name`` (on precomputed features when ``feature_dim`` is set) and profile it."""
+    """Build method ``name`` (on precomputed features if ``feature_dim``) and profile it."""
     if feature_dim:
         hparams = {**hparams, "backbone": "features", "feature_dim": feature_dim}
     torch.manual_seed(0)

@@ -27,8 +27,13 @@ from methods.kedr import KEDR
 
 
 def dense_diag_unbalanced_sinkhorn(
-    a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, eps: float, reg_m: float,
-    max_iter: int = 1000, tol: float = 1e-6,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    cost: torch.Tensor,
+    eps: float,
+    reg_m: float,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
 ) -> torch.Tensor:
     """Primal-scaling unbalanced Sinkhorn (Chizat et al. 2018), plan = diag(u) K diag(v)."""
     kernel = torch.exp(-cost / eps)
@@ -90,8 +95,9 @@ def main() -> None:
 
     results = {}
     for name, method in (("naive", naive), ("ours", ours)):
-        results[name] = profile_method(method, f"kedr ({name})", batch, y, device,
-                                       steps=args.steps).to_dict()
+        results[name] = profile_method(
+            method, f"kedr ({name})", batch, y, device, steps=args.steps
+        ).to_dict()
         print(json.dumps(results[name], indent=1))
     speedup = results["naive"]["train_step_s"] / results["ours"]["train_step_s"]
     memory = results["ours"]["peak_mem_mb"] / max(results["naive"]["peak_mem_mb"], 1e-9)

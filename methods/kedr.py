@@ -40,8 +40,8 @@ import logging
 from pathlib import Path
 
 import torch
-import yaml
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 from bench.errors import ConfigError
@@ -116,7 +116,9 @@ def orthogonality(shared: Tensor, specific: Tensor, present: Tensor) -> Tensor:
 
 @register_method("kedr", variants=VARIANTS)
 class KEDR(Method):
-    summary = "Knowledge-grounded disentanglement (OT to LLM priors) + confidence-weighted DEQ fusion"
+    summary = (
+        "Knowledge-grounded disentanglement (OT to LLM priors) + confidence-weighted DEQ fusion"
+    )
     citation = "Li et al., Information Fusion 136 (2026) 104502"
 
     def __init__(
@@ -161,7 +163,13 @@ class KEDR(Method):
                 raise ConfigError(f"kedr {name} {value!r} is not valid: choose one of {valid}")
         self.ked, self.confidence = ked, confidence
         self.alignment = alignment if ked else "none"
-        self.ot, self.targets, self.ot_eps, self.ot_reg_m, self.tau = ot, targets, ot_eps, ot_reg_m, tau
+        self.ot, self.targets, self.ot_eps, self.ot_reg_m, self.tau = (
+            ot,
+            targets,
+            ot_eps,
+            ot_reg_m,
+            tau,
+        )
         self.weighting, self.weights = weighting, (w_disent, w_conf, w_cls)
 
         self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
@@ -202,8 +210,10 @@ class KEDR(Method):
             branch_present = torch.cat([present.new_ones(present.shape[0], 1), present], dim=1)
         stacked = torch.stack(features, dim=1)  # (B, n, d)
         if self.confidence:
-            c = torch.cat([torch.sigmoid(net(stacked[:, b])) for b, net in
-                           enumerate(self.confidence_nets)], dim=1)  # (B, n)
+            c = torch.cat(
+                [torch.sigmoid(net(stacked[:, b])) for b, net in enumerate(self.confidence_nets)],
+                dim=1,
+            )  # (B, n)
             c = c * branch_present.to(c.dtype)
         else:
             c = branch_present.to(stacked.dtype)

@@ -9,14 +9,21 @@ from bench.data import dataset_info, get_card
 from bench.interface import Batch, build_method
 from bench.profile import count_parameters
 
-KEDR_VARIANTS = ["kedr", "kedr:no-ot", "kedr:no-ked", "kedr:contrastive", "kedr:no-conf",
-                 "kedr:no-deq", "kedr:prior-naive", "kedr:prior-step1"]
+KEDR_VARIANTS = [
+    "kedr",
+    "kedr:no-ot",
+    "kedr:no-ked",
+    "kedr:contrastive",
+    "kedr:no-conf",
+    "kedr:no-deq",
+    "kedr:prior-naive",
+    "kedr:prior-step1",
+]
 
 
 def info_for(modalities: int = 2):
     card = get_card("synthetic-retina")
-    return dataset_info(card, card.resolve_options({"modalities": modalities,
-                                                    "image_size": 32}))
+    return dataset_info(card, card.resolve_options({"modalities": modalities, "image_size": 32}))
 
 
 def feature_batch(info, present):
@@ -28,15 +35,19 @@ def feature_batch(info, present):
 
 def build(name, info, **hparams):
     torch.manual_seed(0)
-    return build_method(name, info, {"backbone": "features", "feature_dim": 16,
-                                     "text_encoder": "hashing", **hparams})
+    return build_method(
+        name,
+        info,
+        {"backbone": "features", "feature_dim": 16, "text_encoder": "hashing", **hparams},
+    )
 
 
 def test_three_modalities_give_four_branches_and_finite_outputs():
     info = info_for(3)
     model = build("kedr", info)
-    batch = feature_batch(info, [[True, True, True], [True, False, True], [False, False, True],
-                                 [False, True, False]])
+    batch = feature_batch(
+        info, [[True, True, True], [True, False, True], [False, False, True], [False, True, False]]
+    )
     out = model(batch)
     assert out.logits.shape == (4, 4)
     assert set(out.confidences) == {"c_s", "c_1", "c_2", "c_3"}
@@ -59,8 +70,9 @@ def test_each_variant_changes_what_it_says(name):
     out = model(batch)
     _, parts = model.loss(out, batch, torch.tensor([0, 1, 2]))
     has = set(parts)
-    assert ("ot" in has) == (name in ("kedr", "kedr:prior-naive", "kedr:prior-step1", "kedr:no-deq",
-                                      "kedr:no-conf"))
+    assert ("ot" in has) == (
+        name in ("kedr", "kedr:prior-naive", "kedr:prior-step1", "kedr:no-deq", "kedr:no-conf")
+    )
     assert ("contrastive" in has) == (name == "kedr:contrastive")
     assert ("orth" in has) == (name != "kedr:no-ked")
     assert bool(out.confidences) == (name != "kedr:no-conf")
@@ -69,8 +81,10 @@ def test_each_variant_changes_what_it_says(name):
 
 def test_prior_variants_read_different_texts():
     info = info_for()
-    embeddings = {p: build(f"kedr:prior-{p}" if p != "cot" else "kedr", info).text_embeddings
-                  for p in ("cot", "naive", "step1")}
+    embeddings = {
+        p: build(f"kedr:prior-{p}" if p != "cot" else "kedr", info).text_embeddings
+        for p in ("cot", "naive", "step1")
+    }
     assert not torch.equal(embeddings["cot"], embeddings["naive"])
     assert not torch.equal(embeddings["cot"], embeddings["step1"])
 

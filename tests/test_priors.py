@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -16,14 +17,15 @@ SECRET = "sk-test-never-log-me"
 
 
 class FakeChat(BaseHTTPRequestHandler):
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeChat.seen.append({"auth": self.headers["Authorization"], "body": body})
         prompt = body["messages"][0]["content"]
-        reply = {"choices": [{"message": {"content": f"answer #{len(FakeChat.seen)} to: "
-                                                      f"{prompt[:40]}"}}]}
+        reply = {
+            "choices": [{"message": {"content": f"answer #{len(FakeChat.seen)} to: {prompt[:40]}"}}]
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -62,13 +64,15 @@ def test_show_prints_each_class(capsys):
     assert "Wet AMD (wet_amd)" in out and "- cot:" in out
 
 
-def test_generate_uses_two_step_cot_and_never_writes_the_key(fake_server, tmp_path,
-                                                             monkeypatch, capsys):
+def test_generate_uses_two_step_cot_and_never_writes_the_key(
+    fake_server, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("BENCH_LLM_BASE_URL", fake_server)
     monkeypatch.setenv("BENCH_LLM_API_KEY", SECRET)
     out = tmp_path / "priors.yaml"
-    assert main(["priors", "generate", "synthetic-retina", "--model", "m-1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["priors", "generate", "synthetic-retina", "--model", "m-1", "--out", str(out)]) == 0
+    )
     assert len(FakeChat.seen) == 4 * 3  # per class: step 1, naive, step 2
     assert {s["auth"] for s in FakeChat.seen} == {f"Bearer {SECRET}"}
     step2 = [s for s in FakeChat.seen if "answer #" in s["body"]["messages"][0]["content"]]

@@ -14,8 +14,8 @@ import torch
 
 from bench.cli import main
 from bench.errors import BenchError, ConfigError, UnknownNameError
-from bench.report import build_report
-from bench.report.cli import add_report_parser, cmd_report
+from bench.report.build import FORMATS, build_report
+from bench.report.cli import DEFAULT_FORMATS, add_report_parser, cmd_report
 from bench.report.figures import confidence_figure
 from bench.report.tables import utc
 from bench.tracking import TAG_HASH, Tracker
@@ -138,6 +138,11 @@ def test_experiment_without_finished_cells_is_a_clear_error(results_dir, tmp_pat
     with pytest.raises(BenchError, match="no FINISHED cells \\(1 FAILED\\)") as info:
         build_report("only-failed", results_dir, tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_cli_defaults_to_every_format():
+    assert ",".join(FORMATS) == DEFAULT_FORMATS
+    assert _parse("--experiment", "t").formats == DEFAULT_FORMATS
 
 
 def test_bad_reference_and_format_are_rejected(results_dir, tmp_path):

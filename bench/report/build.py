@@ -72,8 +72,10 @@ METRIC_DEFINITIONS = [
     "every method has, divided by their span (the curve's mean level), per seed.",
     "- Statistics: two-sided Wilcoxon signed-rank test (Wilcoxon 1945) of each method against "
     "the reference over the paired (dataset, rate, seed) cells, zero differences dropped, "
-    "Holm (1979) correction over the methods; win/tie/loss counts; probability of "
-    "improvement P(X > Y) + 0.5 P(X = Y) over the paired cells.",
+    "mid-ranks for ties, exact p-value over all sign patterns up to 50 pairs (normal "
+    "approximation beyond); Holm (1979) correction over the methods, per metric; "
+    "win/tie/loss counts; probability of improvement P(X > Y) + 0.5 P(X = Y) over the "
+    "paired cells.",
 ]
 
 

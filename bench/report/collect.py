@@ -17,16 +17,16 @@ from bench.metrics import METRIC_KEYS
 from bench.tracking import Tracker
 
 SETTING = ("mechanism", "modality", "apply_to")
-PROVENANCE = ("run_id", "cell_hash", "git_commit", "end_time", *SETTING)
 
 
 @dataclass
 class ExperimentRuns:
     """One row per reported cell (``frame``), and how to read a run's artifacts.
 
-    ``frame`` columns: method, dataset, rate, seed, :data:`PROVENANCE` (``end_time`` in ms
-    since the epoch) and :data:`bench.metrics.METRIC_KEYS`, sorted by dataset, method, rate,
-    seed. ``superseded`` counts older FINISHED runs of a cell whose recipe changed since;
+    ``frame`` columns: method, dataset, rate, seed, run_id, cell_hash, git_commit, end_time
+    (ms since the epoch), :data:`SETTING` and :data:`bench.metrics.METRIC_KEYS`, sorted by
+    dataset, method, rate, seed. ``superseded`` counts older FINISHED runs of a (method,
+    dataset, rate, seed) whose recipe changed since (the newest speaks for it);
     ``not_finished`` counts the cells whose latest run did not finish, by status.
     """
 
@@ -48,8 +48,8 @@ class ExperimentRuns:
             except Exception as err:  # MLflow raises several types for a missing artifact
                 raise DataError(
                     f"run {run_id} has no readable predictions.csv ({type(err).__name__}): "
-                    "the store is incomplete; rerun that cell with bench run --retry-failed "
-                    "after deleting the run"
+                    "its artifacts are gone; delete the run (mlflow ui) and rerun bench run "
+                    "to redo that cell"
                 ) from err
             return pd.read_csv(Path(path))
 

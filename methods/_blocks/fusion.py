@@ -63,9 +63,12 @@ class DEQFusion(nn.Module):
         """One application of F: z (B, n+1, d), h (B, n, d), present (B, n) -> (B, n+1, d)."""
         mask = present.to(z.dtype).unsqueeze(-1)
         z_f = z[:, -1]
-        purified = torch.stack(
-            [torch.relu(block(z[:, b]) + h[:, b]) for b, block in enumerate(self.purify)], dim=1
-        ) * mask
+        purified = (
+            torch.stack(
+                [torch.relu(block(z[:, b]) + h[:, b]) for b, block in enumerate(self.purify)], dim=1
+            )
+            * mask
+        )
         gates = torch.sigmoid(self.gate_branch(purified) + self.gate_fused(z_f).unsqueeze(1)) * mask
         fused = torch.relu(self.mix((gates * purified).sum(1)) + h.sum(1))
         return torch.cat([purified, fused.unsqueeze(1)], dim=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import Tensor, nn
 
 
@@ -23,7 +25,7 @@ class ResidualMLP(nn.Module):
 def mlp(dims: list[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with GELU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(d_in, d_out))
         if i < len(dims) - 2:
             layers += [nn.GELU(), nn.Dropout(dropout)]

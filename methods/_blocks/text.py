@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -36,7 +37,7 @@ def _hashing(texts: list[str]) -> torch.Tensor:
     out = torch.zeros(len(texts), HASHING_DIM)
     for row, text in enumerate(texts):
         words = re.findall(r"[a-z0-9]+", text.lower())
-        for gram in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+        for gram in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
             digest = hashlib.sha256(gram.encode()).digest()
             index = int.from_bytes(digest[:4], "little") % HASHING_DIM
             out[row, index] += 1.0 if digest[4] % 2 else -1.0
