@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from bench.data import LoadedDataset, load_dataset
+from bench.data.features import frozen_features
 from bench.interface import build_method
 from bench.metrics import compute_metrics
 from bench.protocol import SPLITS, presence_mask
@@ -44,6 +45,23 @@ class DatasetCache:
         if ref not in self._loaded:
             self._loaded[ref] = load_dataset(ref, self.cache_dir)
         return self._loaded[ref]
+
+    def for_cell(self, spec: CellSpec, device: torch.device) -> LoadedDataset:
+        """The cell's data: images, or frozen-backbone features when the cell asks for them."""
+        if not spec.frozen_backbone:
+            return self.get(spec.dataset)
+        key = (spec.dataset, spec.frozen_backbone)
+        if key not in self._loaded:
+            frozen = dict(spec.frozen_backbone)
+            self._loaded[key] = frozen_features(
+                self.get(spec.dataset),
+                spec.dataset,
+                frozen["name"],
+                frozen.get("pretrained"),
+                device,
+                self.cache_dir,
+            )
+        return self._loaded[key]
 
 
 def cell_masks(spec: CellSpec, data: LoadedDataset) -> dict[str, np.ndarray]:
@@ -86,11 +104,14 @@ def run_cell(
     device = resolve_device(spec.train.device)
     run_id = tracker.start(experiment_id, spec, str(device))
     try:
-        data = datasets.get(spec.dataset)
+        data = datasets.for_cell(spec, device)
         masks = cell_masks(spec, data)
         splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in SPLITS}
         seed_everything(spec.seed)
-        method = build_method(spec.method, data.info, dict(spec.hparams))
+        hparams = dict(spec.hparams)
+        if spec.frozen_backbone:
+            hparams.update(backbone="features", feature_dim=int(data.train.images[0].shape[1]))
+        method = build_method(spec.method, data.info, hparams)
 
         def on_epoch(record: EpochRecord) -> None:
             values = {f"train/{k}": v for k, v in record.loss_parts.items()}

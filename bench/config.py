@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "train": asdict(TrainSpec()),
     "hparams": {},  # method (or '*' for every method that accepts it) -> {name: value}
     "dataset_options": {},  # dataset -> {option: value}
+    "frozen_backbone": {"name": None, "pretrained": None},  # features computed once, cached
     "retry_failed": False,
 }
 FREE_FORM = ("hparams", "dataset_options")  # their sub-keys are checked later
@@ -148,13 +149,31 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
         options = card.resolve_options((config["dataset_options"] or {}).get(card.name) or {})
         datasets.append(DatasetRef.of(card.name, options))
 
+    frozen = config["frozen_backbone"] or {}
+    frozen_items = tuple(sorted(frozen.items())) if frozen.get("name") else ()
+    if frozen_items:
+        for method, values in per_method.items():
+            clash = sorted({"backbone", "feature_dim", "pretrained"} & set(values))
+            if clash:
+                raise ConfigError(
+                    f"{method} sets {', '.join(clash)} but frozen_backbone.name is set: the "
+                    "frozen backbone decides them; drop one of the two"
+                )
     train = TrainSpec(**config["train"])
     missing = [
         MissingSpec(rate=_rate(r), **config["missing"]) for r in _as_list(config["rates"], "rates")
     ]
     seeds = [_seed(s) for s in _as_list(config["seeds"], "seeds")]
     return [
-        CellSpec(method, dataset, miss, train, seed, tuple(sorted(per_method[method].items())))
+        CellSpec(
+            method,
+            dataset,
+            miss,
+            train,
+            seed,
+            tuple(sorted(per_method[method].items())),
+            frozen_items,
+        )
         for dataset in datasets
         for miss in missing
         for method in methods

@@ -119,6 +119,7 @@ class CellSpec:
     train: TrainSpec
     seed: int
     hparams: tuple[tuple[str, Any], ...] = ()
+    frozen_backbone: tuple[tuple[str, Any], ...] = ()  # (name, pretrained) when features are frozen
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -129,6 +130,9 @@ class CellSpec:
         out = asdict(self)
         out["dataset"] = {"name": self.dataset.name, "options": dict(self.dataset.options)}
         out["hparams"] = dict(self.hparams)
+        out["frozen_backbone"] = dict(self.frozen_backbone)
+        if not self.frozen_backbone:
+            del out["frozen_backbone"]  # keeps the hashes of ordinary cells as they were
         return out
 
     @property

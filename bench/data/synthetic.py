@@ -348,7 +348,7 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = _rgb([0.80, 0.36, 0.16]) * tint[:, :, None, None] * (texture * macula)[:, None]
 
     # Lesions: yellow drusen, a faint dark-red blob (wet), orange-red nodules (PCV).
-    rgb += _rgb([0.30, 0.30, 0.10]) * strength * _drusen(lesions, size)[:, None]
+    rgb += _rgb([0.35, 0.35, 0.12]) * strength * _drusen(lesions, size)[:, None]
     blob = _spots(
         lesions.x[:, None],
         lesions.y[:, None],
@@ -356,9 +356,9 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
         (0.055 * lesions.extent)[:, None],
         size,
     )
-    rgb *= 1.0 - _rgb([0.08, 0.20, 0.20]) * strength * blob[:, None]
+    rgb *= 1.0 - _rgb([0.10, 0.25, 0.25]) * strength * blob[:, None]
     nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.04, size)
-    rgb += _rgb([0.35, 0.08, 0.0]) * strength * nodules[:, None]
+    rgb += _rgb([0.45, 0.10, 0.0]) * strength * nodules[:, None]
 
     # Dark-red vessels, then the bright yellow optic disc with its paler cup.
     disc = _disc_centres(rng, n)
@@ -482,6 +482,4 @@ def _render_angio(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.
 
     light, aperture = _camera(rng, n, size)
     image = image * light + rng.normal(0.0, 0.04, image.shape) * aperture
-    return _to_uint8(_blur(image.astype(np.float32), rng.uniform(0.004, 0.012, n) * size))[
-        :, None
-    ]
+    return _to_uint8(_blur(image.astype(np.float32), rng.uniform(0.004, 0.012, n) * size))[:, None]

@@ -8,6 +8,7 @@ feature-extraction recipe (Wightman, https://github.com/huggingface/pytorch-imag
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import torch
@@ -41,37 +42,61 @@ class SmallCNN(nn.Module):
 
 
 class TimmEncoder(nn.Module):
-    """A timm backbone with its classifier removed; ``feature_dim`` is its pooled width."""
+    """A timm backbone with its classifier removed; ``feature_dim`` is its pooled width.
+
+    ``pretrained``: None (random init), a local weights file, or ``hf-cache`` for timm's
+    default weights from the local Hugging Face cache. Asking for weights that are not
+    there is an error, never a silent random init.
+    """
 
     def __init__(self, name: str, in_chans: int, pretrained: str | None = None) -> None:
         super().__init__()
         import timm
 
-        if name not in timm.list_models():
+        if not timm.is_model(name):
             raise ConfigError(
-                f"unknown backbone {name!r}: use 'small-cnn' or a timm model name "
+                f"unknown backbone {name!r}: use 'small-cnn', 'features' or a timm model name "
                 "(see timm.list_models())"
             )
-        overlay = None
-        if pretrained:
+        kwargs = {"num_classes": 0, "in_chans": in_chans}
+        if pretrained == "hf-cache":
+            self.model = _from_hf_cache(name, kwargs)
+        elif pretrained:
             path = Path(pretrained).expanduser()
             if not path.is_file():
                 raise ConfigError(
                     f"pretrained checkpoint {str(path)!r} does not exist: pass the path of a "
-                    "local weights file (no downloads happen here)"
+                    "local weights file, or 'hf-cache' (no downloads happen here)"
                 )
-            overlay = {"file": str(path)}
-        self.model = timm.create_model(
-            name,
-            pretrained=overlay is not None,
-            pretrained_cfg_overlay=overlay,
-            num_classes=0,
-            in_chans=in_chans,
-        )
+            self.model = timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+            )
+        else:
+            self.model = timm.create_model(name, pretrained=False, **kwargs)
         self.feature_dim = int(self.model.num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def _from_hf_cache(name: str, kwargs: dict) -> nn.Module:
+    import timm
+
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as err:  # huggingface_hub raises several kinds when offline
+        raise ConfigError(
+            f"pretrained weights of {name!r} are not in the local Hugging Face cache: on a "
+            f"machine with internet run timm.create_model({name!r}, pretrained=True), copy "
+            "~/.cache/huggingface here, or pass the weights file as pretrained=PATH"
+        ) from err
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
 
 
 class PrecomputedFeatures(nn.Module):
