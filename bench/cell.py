@@ -107,6 +107,8 @@ def run_cell(
         data = datasets.for_cell(spec, device)
         masks = cell_masks(spec, data)
         splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in SPLITS}
+        if device.type == "cuda":
+            splits = {s: split.pinned() for s, split in splits.items()}
         seed_everything(spec.seed)
         hparams = dict(spec.hparams)
         if spec.frozen_backbone:

@@ -53,10 +53,13 @@ def data_root_sets(items: list[str] | None) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import expand, resolve
-    from bench.executors import pending_cells, run_local
+    from bench.executors import ExecutorOptions, pending_cells, run_cells
     from bench.results import results_frame, summary_table
     from bench.tracking import Tracker
+    from bench.tune import load_hparams_file
 
+    options = ExecutorOptions(args.executor, args.workers, args.ray_address)
+    tuned = load_hparams_file(args.hparams) if args.hparams else {}
     missing = {"mechanism": args.mechanism, "modality": args.modality, "apply_to": args.apply_to}
     train = {"epochs": args.epochs, "device": args.device, "batch_size": args.batch_size}
     flags = {
@@ -67,13 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         "experiment": args.experiment,
         "results_dir": args.results_dir,
         "missing": {k: v for k, v in missing.items() if v is not None},
-        "train": {k: v for k, v in train.items() if v is not None},
+        "train": {**tuned.get("train", {}), **{k: v for k, v in train.items() if v is not None}},
+        "hparams": tuned.get("hparams"),
         "retry_failed": args.retry_failed or None,
     }
     config = resolve(args.config, flags, data_root_sets(args.data_root) + (args.set or []))
     cells = expand(config)
     tracker = Tracker(Path(config["results_dir"]))
-    experiment_id = tracker.experiment_id(config["experiment"])
+    experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
     todo, skipped = pending_cells(cells, tracker, experiment_id, config["retry_failed"])
     logging.getLogger("bench").info(
         "%d cells: %d to run, %d already recorded", len(cells), len(todo), len(skipped)
@@ -81,12 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"{len(cells)} cells: {len(todo)} to run, {len(skipped)} already recorded", file=sys.stderr
     )
-    ran = list(run_local(todo, tracker, experiment_id, tracker.results_dir / "cache"))
-    failed = [r for r in ran if r.status == "FAILED"]
+    ran = list(run_cells(todo, tracker, experiment_id, tracker.results_dir / "cache", options))
+    unfinished = [r for r in ran if r.status != "FINISHED"]
     print(summary_table(results_frame(skipped + ran)))
-    for result in failed:
-        print(f"FAILED {result.spec.label}: {result.error}", file=sys.stderr)
-    return 1 if failed else 0
+    for result in unfinished:
+        print(f"{result.status} {result.spec.label}: {result.error}", file=sys.stderr)
+    return 1 if unfinished else 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -213,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run again the cells recorded as FAILED",
     )
+    run.add_argument(
+        "--hparams",
+        metavar="FILE",
+        help="YAML of tuned hparams/train keys (as bench tune writes), over --config",
+    )
+    run.add_argument(
+        "--executor", default="local", help="local (default) | process | ray: how cells run"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="parallel cells for process/ray (default: one per GPU, else one per two cores)",
+    )
+    run.add_argument(
+        "--ray-address", dest="ray_address", help="Ray cluster to join, e.g. auto (default: local)"
+    )
     run.set_defaults(func=cmd_run)
 
     results = sub.add_parser("results", help="print one row per cell of an experiment")
@@ -263,9 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.data.verify import add_data_parser
     from bench.report.cli import add_report_parser
+    from bench.tune import add_tune_parser
 
     add_data_parser(sub)
     add_report_parser(sub)
+    add_tune_parser(sub)
 
     lister = sub.add_parser("list", help="list methods and datasets")
     lister.set_defaults(func=cmd_list)

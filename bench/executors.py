@@ -1,21 +1,69 @@
-"""Executors run a grid of cells. ``local`` (the default) runs them one after another in
-this process, skipping cells the store already holds as finished."""
+"""Executors run a grid of cells and yield each cell's result as soon as it finishes.
+
+- ``local`` (the default): one cell after another in this process.
+- ``process``: ``workers`` spawned worker processes, each running one cell at a time with
+  ``cores // workers`` torch threads; on a CUDA machine worker i sees only GPU i mod #GPUs
+  (``CUDA_VISIBLE_DEVICES``), so several workers may share a GPU. Each worker talks to the
+  parent over its own pipe: a worker that dies (kill -9, out of memory) costs only the cell
+  it held, which is reported and recorded KILLED, and a fresh worker takes the next cell
+  (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on a dead worker).
+- ``ray``: every cell a Ray task (Moritz et al., OSDI 2018) on a local Ray instance or the
+  cluster at ``ray_address``, asking for ``CPUs // workers`` cores and a ``1 / workers``
+  share of the GPUs; a cell whose Ray worker dies is reported KILLED, not retried.
+
+All executors write into one tracking store (bench.tracking copes with concurrent writers);
+the caller creates the experiment before any worker starts. A cell left unfinished by a
+dead worker runs again when the same command is run again.
+"""
 
 from __future__ import annotations
 
-import logging
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from bench.cell import CellResult, DatasetCache, run_cell
+from bench.errors import BenchError, ConfigError
+from bench.registry import Registry
 from bench.spec import CellSpec
-from bench.tracking import Tracker
+from bench.tracking import TAG_HASH, Tracker
 
-log = logging.getLogger(__name__)
+Executor = Callable[..., Iterator[CellResult]]
+EXECUTORS: Registry[Executor] = Registry("executor")
+
+
+class WorkerDiedError(BenchError):
+    """A worker process ended while it ran a cell."""
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Which executor runs the grid, and with how many workers (None: one per GPU on a CUDA
+    machine, else one per two cores)."""
+
+    name: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        EXECUTORS.entry(self.name)
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.name == "local" and self.workers is not None:
+            raise ConfigError("--workers needs a parallel executor: add --executor process")
+        if self.name != "ray" and self.ray_address is not None:
+            raise ConfigError("--ray-address needs --executor ray")
 
 
 def pending_cells(
@@ -35,36 +83,287 @@ def pending_cells(
     return todo, skipped
 
 
+def run_cells(
+    cells: list[CellSpec],
+    tracker: Tracker,
+    experiment_id: str,
+    cache_dir: Path,
+    options: ExecutorOptions,
+) -> Iterator[CellResult]:
+    """Run ``cells`` with the executor ``options`` names, yielding results as cells finish."""
+    if cells:
+        yield from EXECUTORS.entry(options.name).obj(
+            cells, tracker, experiment_id, cache_dir, options
+        )
+
+
 def _format_eta(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s"
 
 
+class _Progress:
+    """A tqdm bar on a terminal; otherwise one plain line per finished cell, with an ETA."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="cell", disable=not self.interactive, dynamic_ncols=True)
+        self.started = time.perf_counter()
+
+    def running(self, spec: CellSpec) -> None:
+        self.bar.set_description(spec.label)
+
+    def finished(self, result: CellResult) -> None:
+        self.done += 1
+        self.bar.update()
+        if self.interactive:
+            return
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        detail = (
+            f"f1={result.metrics.get('f1_macro', float('nan')):.3f}"
+            if result.status == "FINISHED"
+            else result.error
+        )
+        print(
+            f"[{self.done}/{self.total}] {result.spec.label}: {result.status} {detail} "
+            f"({result.seconds:.1f} s, ETA {_format_eta(eta)})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _default_workers(cpus: int, gpus: int) -> int:
+    return gpus if gpus else max(1, cpus // 2)
+
+
+def _run_one(
+    spec: CellSpec, results_dir: Path, experiment_id: str, cache_dir: Path, threads: int
+) -> CellResult:
+    """One cell in a fresh worker (a Ray task)."""
+    torch.set_num_threads(threads)
+    return run_cell(spec, Tracker(results_dir), experiment_id, DatasetCache(cache_dir))
+
+
+# local ---------------------------------------------------------------------------------------
+@EXECUTORS.register("local")
 def run_local(
-    cells: list[CellSpec], tracker: Tracker, experiment_id: str, cache_dir: Path
+    cells: list[CellSpec],
+    tracker: Tracker,
+    experiment_id: str,
+    cache_dir: Path,
+    options: ExecutorOptions | None = None,
 ) -> Iterator[CellResult]:
-    """Run ``cells`` in order with a progress bar (plain lines when stderr is no TTY)."""
+    """Run ``cells`` in order in this process."""
     datasets = DatasetCache(cache_dir)
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=len(cells), unit="cell", disable=not interactive, dynamic_ncols=True)
-    started = time.perf_counter()
-    for done, spec in enumerate(cells, start=1):
-        bar.set_description(spec.label)
-        result = run_cell(spec, tracker, experiment_id, datasets)
-        bar.update()
-        if not interactive:
-            elapsed = time.perf_counter() - started
-            eta = elapsed / done * (len(cells) - done)
-            detail = (
-                f"f1={result.metrics.get('f1_macro', float('nan')):.3f}"
-                if result.status == "FINISHED"
-                else result.error
-            )
-            print(
-                f"[{done}/{len(cells)}] {spec.label}: {result.status} {detail} "
-                f"({result.seconds:.1f} s, ETA {_format_eta(eta)})",
-                file=sys.stderr,
-                flush=True,
-            )
-        yield result
-    bar.close()
+    progress = _Progress(len(cells))
+    try:
+        for spec in cells:
+            progress.running(spec)
+            result = run_cell(spec, tracker, experiment_id, datasets)
+            progress.finished(result)
+            yield result
+    finally:
+        progress.close()
+
+
+# process -------------------------------------------------------------------------------------
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    gpu: str | None
+    spec: CellSpec | None = None
+
+
+def _worker_loop(
+    conn: Connection, results_dir: Path, experiment_id: str, cache_dir: Path, threads: int
+) -> None:
+    """A worker: receive a cell, run it, send its result back; ``None`` ends the loop."""
+    torch.set_num_threads(threads)
+    tracker = Tracker(results_dir)
+    datasets = DatasetCache(cache_dir)
+    try:
+        while (spec := conn.recv()) is not None:
+            conn.send(run_cell(spec, tracker, experiment_id, datasets))
+    except (EOFError, KeyboardInterrupt):  # the parent is gone, or Ctrl-C reached the group
+        pass
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables while a child process is started (it copies them)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _visible_gpus() -> list[str]:
+    """The ids of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` or all)."""
+    if not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _start_worker(context, gpu: str | None, threads: int, args: tuple) -> _Worker:
+    parent_end, child_end = context.Pipe()
+    process = context.Process(target=_worker_loop, args=(child_end, *args), daemon=True)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    with _environment(env):
+        process.start()
+    child_end.close()  # so that the parent sees EOF when the worker dies
+    return _Worker(process, parent_end, gpu)
+
+
+def _collect(worker: _Worker, tracker: Tracker, experiment_id: str) -> CellResult:
+    """The result a worker sent, or, if it died, its cell recorded KILLED."""
+    spec = worker.spec
+    try:
+        if worker.conn.poll():
+            return worker.conn.recv()
+    except EOFError:
+        pass
+    worker.process.join()
+    error = WorkerDiedError(
+        f"worker process {worker.process.pid} died (exit code {worker.process.exitcode}) "
+        "while running this cell: rerun the same command to finish it"
+    )
+    found = tracker.client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG_HASH} = '{spec.hash}' and tags.pid = '{worker.process.pid}' "
+        "and attributes.status = 'RUNNING'",
+    )
+    for run in found:
+        tracker.fail(run.info.run_id, error, status="KILLED")
+    return CellResult(spec, "KILLED", error=str(error))
+
+
+def _stop(workers: list[_Worker]) -> None:
+    for worker in workers:
+        if worker.process.is_alive():
+            with suppress(OSError):  # it died meanwhile
+                worker.conn.send(None)
+    for worker in workers:
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join()
+        worker.conn.close()
+
+
+@EXECUTORS.register("process")
+def run_process(
+    cells: list[CellSpec],
+    tracker: Tracker,
+    experiment_id: str,
+    cache_dir: Path,
+    options: ExecutorOptions,
+) -> Iterator[CellResult]:
+    """Run ``cells`` on worker processes, replacing any worker that dies."""
+    cpus, gpus = os.cpu_count() or 1, _visible_gpus()
+    count = min(options.workers or _default_workers(cpus, len(gpus)), len(cells))
+    threads = max(1, cpus // count)
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with torch and threads
+    args = (tracker.results_dir, experiment_id, cache_dir, threads)
+    queue = deque(cells)
+    progress = _Progress(len(cells))
+    workers = [
+        _start_worker(context, gpus[i % len(gpus)] if gpus else None, threads, args)
+        for i in range(count)
+    ]
+
+    def assign(worker: _Worker) -> None:
+        worker.spec = queue.popleft() if queue else None
+        if worker.spec is not None:
+            progress.running(worker.spec)
+            worker.conn.send(worker.spec)
+
+    try:
+        for worker in workers:
+            assign(worker)
+        while busy := [w for w in workers if w.spec is not None]:
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                result = _collect(worker, tracker, experiment_id)
+                progress.finished(result)
+                if worker.process.is_alive():
+                    assign(worker)
+                else:  # replace the dead worker while cells remain
+                    workers.remove(worker)
+                    worker.conn.close()
+                    if queue:
+                        workers.append(_start_worker(context, worker.gpu, threads, args))
+                        assign(workers[-1])
+                yield result
+    finally:
+        _stop(workers)
+        progress.close()
+
+
+# ray -----------------------------------------------------------------------------------------
+@EXECUTORS.register("ray")
+def run_ray(
+    cells: list[CellSpec],
+    tracker: Tracker,
+    experiment_id: str,
+    cache_dir: Path,
+    options: ExecutorOptions,
+) -> Iterator[CellResult]:
+    """Run every cell as a Ray task; a Ray instance started here is shut down at the end."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(
+            "--executor ray needs Ray: pip install 'kedr-bench[ray]' (or use --executor process)"
+        ) from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False)
+    progress = _Progress(len(cells))
+    try:
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
+        workers = options.workers or _default_workers(cpus, gpus)
+        threads = max(1, cpus // workers)
+        task = ray.remote(_run_one).options(
+            num_cpus=threads, num_gpus=min(1.0, gpus / workers), max_retries=0
+        )
+        pending = {
+            task.remote(spec, tracker.results_dir, experiment_id, cache_dir, threads): spec
+            for spec in cells
+        }
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done)
+            try:
+                result = ray.get(done)
+            except ray.exceptions.RayError as err:  # the worker died, or the task could not run
+                result = CellResult(
+                    spec,
+                    "KILLED",
+                    error=f"Ray lost this cell ({type(err).__name__}): rerun the same command",
+                )
+            progress.finished(result)
+            yield result
+    finally:
+        progress.close()
+        if started_here:
+            ray.shutdown()

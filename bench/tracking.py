@@ -4,17 +4,25 @@ The store is SQLite at ``<results_dir>/mlflow.db`` with artifacts under
 ``<results_dir>/artifacts/``. A FINISHED run carrying a cell's hash means the cell is
 done, so rerunning a command resumes it. A run left RUNNING by a process that no longer
 exists (kill -9, power loss) is marked KILLED when its cell is started again.
+
+Several processes may write into one store (``bench run --executor process``, joined
+``bench tune`` studies): the database is created under a file lock, runs in SQLite's WAL mode
+(readers do not block the writer), and a call that still finds it locked is retried.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import random
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its loggers then
@@ -35,6 +44,7 @@ for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its 
 
 TAG_HASH = "cell_hash"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
+LOCK_RETRY_SECONDS = 120.0  # beyond MLflow's own 20 s SQLite busy timeout per statement
 
 
 @dataclass(frozen=True)
@@ -93,13 +103,70 @@ def check_writable(results_dir: Path) -> Path:
     return results_dir.resolve()
 
 
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if needed) across processes."""
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_locked(err: Exception) -> bool:
+    return "database is locked" in str(err) or "database table is locked" in str(err)
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose calls are retried, with jittered backoff, while SQLite
+    reports the database locked. A locked write is rolled back whole, so a retry can
+    neither lose nor double a run."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+        self._jitter = random.Random()  # not the seeded global one: workers must not sync
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._client, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            deadline, delay = time.monotonic() + LOCK_RETRY_SECONDS, 0.05
+            while True:
+                try:
+                    return value(*args, **kwargs)
+                except Exception as err:
+                    if not _is_locked(err) or time.monotonic() > deadline:
+                        raise
+                time.sleep(delay * (1 + self._jitter.random()))
+                delay = min(2 * delay, 2.0)
+
+        return call
+
+
+def _open_store(db: Path, uri: str) -> RetryingClient:
+    """Create (once, under a lock) and open the SQLite store in WAL mode.
+
+    Without the lock, processes opening a new store at once race through MLflow's schema
+    migrations and fail with 'table ... already exists'.
+    """
+    with file_lock(db.with_name(db.name + ".lock")):
+        with closing(sqlite3.connect(db, timeout=60)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        client = RetryingClient(MlflowClient(tracking_uri=uri))
+        client.search_experiments(max_results=1)  # builds the schema on first use
+    return client
+
+
 class Tracker:
     """The MLflow store under one results dir."""
 
     def __init__(self, results_dir: Path | str) -> None:
         self.results_dir = check_writable(Path(results_dir))
         self.uri = f"sqlite:///{self.results_dir / 'mlflow.db'}"
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = _open_store(self.results_dir / "mlflow.db", self.uri)
         self._commit = _git_commit()
 
     # experiments -------------------------------------------------------------------
@@ -110,7 +177,13 @@ class Tracker:
         if not create:
             return None
         location = (self.results_dir / "artifacts" / name).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # another process created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def runs(self, experiment_id: str) -> list[CellRun]:
         out, token = [], None

@@ -32,6 +32,11 @@ class MaskedSplit:
     def __len__(self) -> int:
         return len(self.split)
 
+    def pinned(self) -> MaskedSplit:
+        """Page-locked copies, so host-to-GPU copies of batches run asynchronously."""
+        images = tuple(x.pin_memory() for x in self.split.images)
+        return MaskedSplit(Split(images, self.split.labels), self.present.pin_memory())
+
     def subset(self, index: torch.Tensor) -> MaskedSplit:
         images = tuple(x[index] for x in self.split.images)
         return MaskedSplit(Split(images, self.split.labels[index]), self.present[index])

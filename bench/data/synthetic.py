@@ -348,7 +348,7 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
     rgb = _rgb([0.80, 0.36, 0.16]) * tint[:, :, None, None] * (texture * macula)[:, None]
 
     # Lesions: yellow drusen, a faint dark-red blob (wet), orange-red nodules (PCV).
-    rgb += _rgb([0.35, 0.35, 0.12]) * strength * _drusen(lesions, size)[:, None]
+    rgb += _rgb([0.40, 0.40, 0.14]) * strength * _drusen(lesions, size)[:, None]
     blob = _spots(
         lesions.x[:, None],
         lesions.y[:, None],
@@ -408,14 +408,14 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     # Lesions: RPE lifted by drusen, by a PCV dome or by a shallow PED under wet AMD;
     # fluid above the RPE (wet AMD, and beside some PCV domes) lifts the retina.
     drusen = _profiles(lesions.drusen_x, lesions.drusen_sigma, size)
-    drusen_lift = 0.045 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
+    drusen_lift = 0.035 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
     dome = np.sqrt(np.clip(1.0 - ((x - lx) / (0.05 * extent)) ** 2, 0.0, None))
     dome_lift = (classes == PCV) * 0.15 * strength * dome
     ped = np.clip(1.0 - ((x - lx) / (0.10 * extent)) ** 2, 0.0, None)
     ped_lift = (classes == WET) * 0.025 * strength * ped
     pocket = np.clip(1.0 - ((x - lx) / (0.12 * extent)) ** 2, 0.0, None) ** 0.6
     beside = np.clip(1.0 - ((x - lx - 0.07) / 0.07) ** 2, 0.0, None) ** 0.6
-    fluid = 0.11 * strength * ((classes == WET) * pocket + lesions.pcv_fluid[:, None] * beside)
+    fluid = 0.13 * strength * ((classes == WET) * pocket + lesions.pcv_fluid[:, None] * beside)
     rpe = bruch - drusen_lift - dome_lift - ped_lift
     outer = rpe - 0.012 - fluid
     ilm = bruch - thickness * (1.0 - pit) - 0.8 * fluid - dome_lift - drusen_lift

@@ -1,0 +1,511 @@
+"""``bench tune``: an Optuna study (Akiba et al., KDD 2019) of one method's hyper-parameters
+on one (dataset, missing rate, seed) cell, selected on the validation split only.
+
+- Search space: the method's ``search_space(trial)`` plus the shared training keys
+  ``train.lr`` (log-uniform on [1e-4, 1e-2]) and ``train.weight_decay`` (log-uniform on
+  [1e-6, 1e-1]).
+- Objective: the validation ``train.monitor`` of the epoch whose weights ``fit`` keeps (the
+  best epoch of the last stage). The test split is never predicted.
+- Sampler: TPE (Bergstra et al., NeurIPS 2011) with multivariate=True and constant_liar=True
+  (Optuna 5's defaults, set explicitly), reseeded for each trial with ``seed + trial.number``;
+  pruner: MedianPruner fed the validation metric after every epoch. Both settings are study
+  user attrs and parameters of the study's MLflow run.
+- ``--trials N`` is the study's total over all the processes that join it (same storage and
+  study name): COMPLETE, PRUNED, FAIL and RUNNING trials count; a trial whose process died or
+  was interrupted is voided (FAIL with user attr ``void``) and replaced on the next run.
+- Tracking: one MLflow run per study (experiment ``tune``), one nested run per trial;
+  a pruned trial's run ends KILLED with tag ``optuna_state=PRUNED``.
+- Export: the best trial to ``<results>/tune/<study>.yaml`` (``hparams: {method: ...}`` and
+  ``train: {lr, weight_decay}``), which ``bench run --hparams FILE`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+import torch
+import yaml
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.config import expand, load_config_file, resolve
+from bench.errors import ConfigError
+from bench.interface import METHODS, build_method, check_hparams
+from bench.metrics import HIGHER_IS_BETTER
+from bench.runtime import resolve_device, seed_everything
+from bench.spec import CellSpec, flatten
+from bench.train import EpochRecord, MaskedSplit, fit
+
+if TYPE_CHECKING:  # mlflow loads slowly; bench.cell and bench.tracking import it
+    from bench.cell import DatasetCache
+    from bench.tracking import Tracker
+
+LR_RANGE = (1e-4, 1e-2)
+WEIGHT_DECAY_RANGE = (1e-6, 1e-1)
+TPE_SETTINGS = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
+PRUNER_SETTINGS = {"n_startup_trials": 5, "n_warmup_steps": 1}
+VOID = "void"  # user attr of a trial that does not count towards --trials, with the reason
+STUDY_NAME = re.compile(r"[A-Za-z0-9_.@+-]+")
+
+
+def search_space(method: str, trial: Any) -> dict[str, Any]:
+    """The shared training keys and ``method``'s own ``search_space``, drawn from ``trial``."""
+    low, high = LR_RANGE
+    wd_low, wd_high = WEIGHT_DECAY_RANGE
+    return {
+        "train.lr": trial.suggest_float("train.lr", low, high, log=True),
+        "train.weight_decay": trial.suggest_float("train.weight_decay", wd_low, wd_high, log=True),
+        **METHODS.resolve(method)[0].search_space(trial),
+    }
+
+
+def trial_spec(base: CellSpec, trial: Any) -> CellSpec:
+    """``base`` with the values ``trial`` draws from the search space."""
+    params = search_space(base.method, trial)
+    train = replace(
+        base.train, lr=params.pop("train.lr"), weight_decay=params.pop("train.weight_decay")
+    )
+    hparams = tuple(sorted({**dict(base.hparams), **params}.items()))
+    return replace(base, train=train, hparams=hparams)
+
+
+class TrialSeededTPE(BaseSampler):
+    """TPE reseeded for every trial with ``seed + trial.number``.
+
+    Optuna keeps a sampler's random state in memory only: a resumed study would draw its
+    random start again, and processes joining one study with one seed would draw the same
+    points. Seeding by trial number gives a resumed sequential study the draws of an
+    uninterrupted one, and joined processes distinct ones. TPE keeps no other state between
+    trials: it reads the past trials from the storage.
+    """
+
+    def __init__(self, seed: int, **settings: Any) -> None:
+        self.seed, self.settings = seed, settings
+        self._tpe = TPESampler(seed=seed, **settings)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._tpe = TPESampler(seed=self.seed + trial.number, **self.settings)
+        self._tpe.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._tpe.reseed_rng()
+
+
+@dataclass(frozen=True)
+class TuneTask:
+    """What one ``bench tune`` process works on."""
+
+    base: CellSpec  # the tuned cell; the search space overrides lr, weight_decay, hparams
+    study: str
+    storage: str
+    trials: int  # the study's total
+    results_dir: Path
+    experiment: str = "tune"
+
+    @property
+    def monitor(self) -> str:
+        return self.base.train.monitor
+
+    @property
+    def export_path(self) -> Path:
+        return self.results_dir / "tune" / f"{self.study}.yaml"
+
+
+def _identity(base: CellSpec) -> dict[str, str]:
+    """What every process joining a study must agree on: the cell, less what is searched."""
+    skip = ("train.lr", "train.weight_decay", "train.device", "dataset.options.root")
+    return {k: str(v) for k, v in flatten(base.to_dict()).items() if k not in skip}
+
+
+def _redacted(url: str) -> str:
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def open_study(task: TuneTask) -> optuna.Study:
+    """Create the study, or join it after checking that it tunes the same cell."""
+    engine = {"connect_args": {"timeout": 60}} if task.storage.startswith("sqlite") else {}
+    try:
+        storage = optuna.storages.RDBStorage(task.storage, engine_kwargs=engine)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
+        raise ConfigError(
+            f"--storage {_redacted(task.storage)!r} cannot be opened ({type(err).__name__}): "
+            "give a database URL such as sqlite:///results/optuna.db"
+        ) from err
+    study = optuna.create_study(
+        storage=storage,
+        study_name=task.study,
+        direction="maximize" if HIGHER_IS_BETTER[task.monitor] else "minimize",
+        sampler=TrialSeededTPE(task.base.seed, **TPE_SETTINGS),
+        pruner=optuna.pruners.MedianPruner(**PRUNER_SETTINGS),
+        load_if_exists=True,
+    )
+    identity, stored = _identity(task.base), study.user_attrs.get("cell")
+    if stored is None:
+        study.set_user_attr("cell", identity)
+        study.set_user_attr("sampler", settings(task)["sampler"])
+        study.set_user_attr("pruner", settings(task)["pruner"])
+    elif stored != identity:
+        key = min(k for k in {*stored, *identity} if stored.get(k) != identity.get(k))
+        raise ConfigError(
+            f"study {task.study!r} tunes a cell with {key}={stored.get(key)}, not "
+            f"{identity.get(key)}: pass the options it was started with, or a new --study"
+        )
+    return study
+
+
+def settings(task: TuneTask) -> dict[str, dict[str, Any]]:
+    """Sampler and pruner settings, as recorded with the study."""
+    return {
+        "sampler": {
+            "name": "TPESampler",
+            "seed": task.base.seed,
+            "per_trial_seed": "seed + trial.number",
+            **TPE_SETTINGS,
+        },
+        "pruner": {"name": "MedianPruner", **PRUNER_SETTINGS},
+    }
+
+
+def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if VOID not in t.user_attrs]
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no COMPLETE trial yet
+        return None
+
+
+def _void_dead_trials(study: optuna.Study) -> None:
+    """Void the RUNNING trials whose process on this host is gone (kill -9, power loss)."""
+    from bench.tracking import _process_alive
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "pid" in trial.user_attrs and not _process_alive(trial.user_attrs):
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, VOID, "its process died")
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another process voided it first
+
+
+def next_trial(study: optuna.Study, total: int) -> optuna.Trial | None:
+    """A new trial while the study has fewer than ``total`` counted trials, else None."""
+    _void_dead_trials(study)
+    if len(_counted(study.get_trials(deepcopy=False))) >= total:
+        return None
+    trial = study.ask()
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", str(os.getpid()))
+    earlier = [t for t in _counted(study.get_trials(deepcopy=False)) if t.number < trial.number]
+    if len(earlier) >= total:  # another process took the last trial meanwhile
+        trial.set_user_attr(VOID, "surplus: the study reached its trials meanwhile")
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    return trial
+
+
+def run_trial(
+    trial: optuna.Trial,
+    task: TuneTask,
+    tracker: Tracker,
+    experiment_id: str,
+    parent_run_id: str,
+    datasets: DatasetCache,
+) -> float:
+    """Train the trial's cell, logging every epoch to its nested MLflow run and to the pruner.
+
+    Returns the objective; raises ``optuna.TrialPruned`` when the pruner stops the trial.
+    """
+    from mlflow.entities import RunTag
+
+    from bench.cell import cell_masks
+    from bench.tracking import write_yaml
+
+    started = time.perf_counter()
+    spec = trial_spec(task.base, trial)
+    device = resolve_device(spec.train.device)
+    run_id = tracker.start(experiment_id, spec, str(device))
+    trial.set_user_attr("mlflow_run_id", run_id)
+    tags = {
+        "mlflow.runName": f"trial {trial.number}",
+        "mlflow.parentRunId": parent_run_id,
+        "optuna_study": task.study,
+        "optuna_trial": str(trial.number),
+    }
+    tracker.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    monitor = task.monitor
+    try:
+        data = datasets.get(spec.dataset)
+        masks = cell_masks(spec, data)
+        train, val = (
+            MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in ("train", "val")
+        )
+        seed_everything(spec.seed)
+        method = build_method(spec.method, data.info, dict(spec.hparams))
+
+        def on_epoch(record: EpochRecord) -> None:
+            values = {f"train/{k}": v for k, v in record.loss_parts.items()}
+            values.update({f"val/{k}": v for k, v in record.val.items()})
+            values.update({"train/loss": record.train_loss, "train/lr": record.lr})
+            tracker.log_metrics(run_id, values, step=record.step)
+            trial.report(record.val[monitor], record.step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {record.step}: validation {monitor} "
+                    f"{record.val[monitor]:.4f} is worse than the median of earlier trials"
+                )
+
+        history = fit(method, train, val, spec.train, device, spec.seed, on_epoch)
+        last = history.history[-1].stage
+        kept = [r for r in history.history if r.stage == last][history.best_epoch[last]]
+        value = kept.val[monitor]
+        tracker.log_metrics(run_id, {f"best_val/{monitor}": value})
+        config = {"cell_hash": spec.hash, "optuna_trial": trial.number, **spec.to_dict()}
+        tracker.finish(
+            run_id,
+            {},
+            lambda folder: write_yaml(folder / "config.yaml", config),
+            {"best_epoch": history.best_epoch, "seconds": round(time.perf_counter() - started, 2)},
+        )
+        return value
+    except (optuna.TrialPruned, KeyboardInterrupt) as err:
+        tracker.fail(run_id, err, status="KILLED")
+        raise
+    except Exception as err:  # the trial fails with its reason; the study goes on
+        tracker.fail(run_id, err)
+        raise
+
+
+def _run_and_tell(study: optuna.Study, trial: optuna.Trial, *context: Any) -> FrozenTrial:
+    try:
+        value = run_trial(trial, *context)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except KeyboardInterrupt:
+        trial.set_user_attr(VOID, "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as err:
+        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+        return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)
+
+
+def _parent_run(tracker: Tracker, experiment_id: str, task: TuneTask) -> str:
+    """The study's MLflow run (created by the first process, reopened by later ones)."""
+    from mlflow.entities import Param
+
+    found = tracker.client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.optuna_study = '{task.study}' and tags.optuna_role = 'study'",
+    )
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            tracker.client.update_run(run_id, status="RUNNING")
+        return run_id
+    tags = {"mlflow.runName": task.study, "optuna_study": task.study, "optuna_role": "study"}
+    tags.update({"optuna_storage": _redacted(task.storage), "cell": task.base.label})
+    run_id = tracker.client.create_run(experiment_id, tags=tags).info.run_id
+    params = flatten({**settings(task), "monitor": task.monitor})
+    tracker.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run_id
+
+
+def _close_parent(
+    tracker: Tracker, parent_run_id: str, study: optuna.Study, task: TuneTask
+) -> None:
+    trials = _counted(study.get_trials(deepcopy=False))
+    best = _best(study)
+    tracker.client.set_tag(parent_run_id, "trials", str(task.trials))
+    if best is not None:
+        tracker.log_metrics(parent_run_id, {f"best_val/{task.monitor}": best.value}, len(trials))
+        tracker.client.set_tag(parent_run_id, "best_trial", str(best.number))
+    if len(trials) >= task.trials and all(t.state.is_finished() for t in trials):
+        tracker.client.set_terminated(parent_run_id, "FINISHED")
+
+
+def export_best(study: optuna.Study, task: TuneTask) -> Path | None:
+    """Write the best trial as a ``bench run --hparams`` file; None when no trial completed."""
+    best = _best(study)
+    if best is None:
+        return None
+    params = search_space(task.base.method, optuna.trial.FixedTrial(best.params))
+    tuned = {
+        "hparams": {task.base.method: {k: v for k, v in params.items() if "." not in k}},
+        "train": {k[len("train.") :]: v for k, v in params.items() if k.startswith("train.")},
+    }
+    header = (
+        f"# bench tune study {task.study}: trial {best.number} of "
+        f"{len(_counted(study.get_trials(deepcopy=False)))}, validation {task.monitor} "
+        f"{best.value:.4f}\n# cell: {task.base.label}, {task.base.train.epochs} epochs\n"
+    )
+    path = task.export_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.yaml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(header + yaml.safe_dump(tuned, sort_keys=False))
+    os.replace(tmp, path)  # joined processes may export at once
+    return path
+
+
+def _report(frozen: FrozenTrial, study: optuna.Study, task: TuneTask) -> None:
+    counted = len(_counted(study.get_trials(deepcopy=False)))
+    detail = frozen.user_attrs.get("error", "")
+    if frozen.value is not None and not math.isnan(frozen.value):
+        detail = f"{task.monitor}={frozen.value:.4f}"
+    best = _best(study)
+    best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
+    seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
+    print(
+        f"[trial {frozen.number}, {counted}/{task.trials}] {frozen.state.name} {detail} "
+        f"({seconds:.1f} s); {best_text}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def tune(task: TuneTask) -> optuna.Study:
+    """Run trials until the study holds ``task.trials``; export the best; return the study."""
+    from bench.cell import DatasetCache
+    from bench.tracking import Tracker, file_lock
+
+    tracker = Tracker(task.results_dir)
+    experiment_id = tracker.experiment_id(task.experiment)
+    with file_lock(tracker.results_dir / "tune.lock"):  # one study and one parent run
+        study = open_study(task)
+        parent_run_id = _parent_run(tracker, experiment_id, task)
+    datasets = DatasetCache(tracker.results_dir / "cache")
+    while (trial := next_trial(study, task.trials)) is not None:
+        frozen = _run_and_tell(study, trial, task, tracker, experiment_id, parent_run_id, datasets)
+        if "mlflow_run_id" in frozen.user_attrs:
+            run_id = frozen.user_attrs["mlflow_run_id"]
+            tracker.client.set_tag(run_id, "optuna_state", frozen.state.name)
+        _report(frozen, study, task)
+    _close_parent(tracker, parent_run_id, study, task)
+    export_best(study, task)
+    return study
+
+
+# command line --------------------------------------------------------------------------------
+def load_hparams_file(path: str | Path) -> dict[str, Any]:
+    """The ``hparams`` and ``train`` keys of a file for ``bench run --hparams``."""
+    data = load_config_file(path)
+    extra = sorted(set(data) - {"hparams", "train"})
+    if extra:
+        raise ConfigError(
+            f"--hparams file {path} holds {', '.join(extra)}: it may hold only hparams and "
+            "train; pass the rest with --config"
+        )
+    return data
+
+
+def _check_not_searched(sets: list[str], method: str, searched: set[str]) -> None:
+    owners = {"*", method.partition(":")[0], method}
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        parts = key.split(".")
+        hparam = len(parts) == 3 and parts[0] == "hparams" and parts[1] in owners
+        name = parts[2] if hparam else key
+        if name in searched:
+            raise ConfigError(
+                f"--set {key} fixes a value that bench tune searches: drop it (or tune "
+                "another method)"
+            )
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
+    if args.trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    flags = {
+        "methods": [args.method],
+        "datasets": [args.dataset],
+        "rates": [args.rate],
+        "seeds": [args.seed],
+        "results_dir": args.results_dir,
+        "train": {
+            k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None
+        },
+    }
+    cells = expand(resolve(None, flags, args.set or []))
+    if len(cells) != 1:
+        raise ConfigError(f"--method takes one method, like late-fusion: got {args.method!r}")
+    base = cells[0]
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    check_hparams(base.method, dict(trial_spec(base, probe).hparams))
+    _check_not_searched(args.set or [], base.method, set(probe.params))
+    study_name = args.study or f"{base.method}_{base.dataset.name}_r{args.rate:g}_s{args.seed}"
+    study_name = study_name.replace(":", "-")
+    if not STUDY_NAME.fullmatch(study_name):
+        raise ConfigError(f"--study {study_name!r} may use only letters, digits and _.@+-")
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    storage = args.storage or f"sqlite:///{results_dir / 'optuna.db'}"
+    task = TuneTask(base, study_name, storage, args.trials, results_dir, args.experiment)
+    study = tune(task)
+    states = [t.state.name for t in _counted(study.get_trials(deepcopy=False))]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    print(f"study {task.study}: {len(states)} trials ({counts}) in {_redacted(storage)}")
+    best = _best(study)
+    if best is None:
+        print("no trial completed: see the errors above")
+        return 1
+    print(f"best: trial {best.number}, validation {task.monitor} {best.value:.4f}")
+    for key, value in best.params.items():
+        print(f"  {key} = {value:.6g}" if isinstance(value, float) else f"  {key} = {value}")
+    print(f"wrote {task.export_path}; use it with:")
+    print(
+        f"  bench run --methods {base.method} --datasets {base.dataset.name} --rates {args.rate:g} "
+        f"--results-dir {args.results_dir} --hparams {task.export_path}"
+    )
+    return 0
+
+
+def add_tune_parser(sub: argparse._SubParsersAction) -> None:
+    tune_ = sub.add_parser("tune", help="tune a method's hyper-parameters with Optuna")
+    tune_.add_argument("--method", required=True, help="one method, e.g. late-fusion")
+    tune_.add_argument("--dataset", default="synthetic-retina")
+    tune_.add_argument("--rate", type=float, required=True, help="missing rate, e.g. 0.4")
+    tune_.add_argument("--trials", type=int, required=True, help="the study's total trials")
+    tune_.add_argument("--seed", type=int, default=0, help="training and sampler seed")
+    tune_.add_argument("--study", help="study name (default <method>_<dataset>_r<rate>_s<seed>)")
+    tune_.add_argument(
+        "--storage", help="Optuna storage URL (default sqlite:///<results-dir>/optuna.db)"
+    )
+    tune_.add_argument("--results-dir", dest="results_dir", default="results")
+    tune_.add_argument("--experiment", default="tune", help="MLflow experiment of the trials")
+    tune_.add_argument("--epochs", type=int)
+    tune_.add_argument("--device", help="auto | cpu | cuda | mps")
+    tune_.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a config key that is not searched, e.g. train.batch_size=16 (repeatable)",
+    )
+    tune_.set_defaults(func=cmd_tune)
