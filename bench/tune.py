@@ -25,10 +25,12 @@ import argparse
 import math
 import os
 import re
+import shlex
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ import optuna
 import sqlalchemy
 import torch
 import yaml
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -99,16 +102,28 @@ class TrialSeededTPE(BaseSampler):
         self._tpe = TPESampler(seed=self.seed + trial.number, **self.settings)
         self._tpe.before_trial(study, trial)
 
-    def infer_relative_search_space(self, study, trial):
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         return self._tpe.infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study, trial, search_space):
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         return self._tpe.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: BaseDistribution
+    ) -> Any:
+        return self._tpe.sample_independent(study, trial, name, distribution)
 
-    def after_trial(self, study, trial, state, values) -> None:
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         self._tpe.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
@@ -142,7 +157,11 @@ def _identity(base: CellSpec) -> dict[str, str]:
 
 
 def _redacted(url: str) -> str:
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    """A database URL without its password, for logs and tags."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "(not a database URL)"
 
 
 def open_study(task: TuneTask) -> optuna.Study:
@@ -165,9 +184,8 @@ def open_study(task: TuneTask) -> optuna.Study:
     )
     identity, stored = _identity(task.base), study.user_attrs.get("cell")
     if stored is None:
-        study.set_user_attr("cell", identity)
-        study.set_user_attr("sampler", settings(task)["sampler"])
-        study.set_user_attr("pruner", settings(task)["pruner"])
+        for key, value in {"cell": identity, **settings(task)}.items():
+            study.set_user_attr(key, value)
     elif stored != identity:
         key = min(k for k in {*stored, *identity} if stored.get(k) != identity.get(k))
         raise ConfigError(
@@ -201,22 +219,26 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
-def _void_dead_trials(study: optuna.Study) -> None:
-    """Void the RUNNING trials whose process on this host is gone (kill -9, power loss)."""
+def _void_dead_trials(study: optuna.Study, tracker: Tracker) -> None:
+    """Void the RUNNING trials whose process on this host is gone (kill -9, power loss),
+    and end their MLflow runs KILLED."""
     from bench.tracking import _process_alive
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "pid" in trial.user_attrs and not _process_alive(trial.user_attrs):
-            try:
-                study._storage.set_trial_user_attr(trial._trial_id, VOID, "its process died")
-                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another process voided it first
+        if "pid" not in trial.user_attrs or _process_alive(trial.user_attrs):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, VOID, "its process died")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process voided it first
+        if "mlflow_run_id" in trial.user_attrs:
+            tracker.client.set_terminated(trial.user_attrs["mlflow_run_id"], "KILLED")
 
 
-def next_trial(study: optuna.Study, total: int) -> optuna.Trial | None:
+def next_trial(study: optuna.Study, total: int, tracker: Tracker) -> optuna.Trial | None:
     """A new trial while the study has fewer than ``total`` counted trials, else None."""
-    _void_dead_trials(study)
+    _void_dead_trials(study, tracker)
     if len(_counted(study.get_trials(deepcopy=False))) >= total:
         return None
     trial = study.ask()
@@ -277,7 +299,7 @@ def run_trial(
             trial.report(record.val[monitor], record.step)
             if trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"pruned after epoch {record.step}: validation {monitor} "
+                    f"pruned after epoch {record.step + 1}: validation {monitor} "
                     f"{record.val[monitor]:.4f} is worse than the median of earlier trials"
                 )
 
@@ -402,7 +424,7 @@ def tune(task: TuneTask) -> optuna.Study:
         study = open_study(task)
         parent_run_id = _parent_run(tracker, experiment_id, task)
     datasets = DatasetCache(tracker.results_dir / "cache")
-    while (trial := next_trial(study, task.trials)) is not None:
+    while (trial := next_trial(study, task.trials, tracker)) is not None:
         frozen = _run_and_tell(study, trial, task, tracker, experiment_id, parent_run_id, datasets)
         if "mlflow_run_id" in frozen.user_attrs:
             run_id = frozen.user_attrs["mlflow_run_id"]
@@ -479,10 +501,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"best: trial {best.number}, validation {task.monitor} {best.value:.4f}")
     for key, value in best.params.items():
         print(f"  {key} = {value:.6g}" if isinstance(value, float) else f"  {key} = {value}")
+    sets = "".join(f" --set {shlex.quote(item)}" for item in args.set or [])
     print(f"wrote {task.export_path}; use it with:")
     print(
         f"  bench run --methods {base.method} --datasets {base.dataset.name} --rates {args.rate:g} "
-        f"--results-dir {args.results_dir} --hparams {task.export_path}"
+        f"--results-dir {args.results_dir} --hparams {task.export_path}{sets}"
     )
     return 0
 

@@ -16,8 +16,11 @@ stage "fusion" (every present modality through every expert, a soft router per m
 
 Hyper-parameters (the code's defaults and run scripts): depth 4, MLP ratio 1, everything
 fine-tuned at the same learning rate in stage 2; ``hidden`` 256 (``--hidden`` of its IEMOCAP
-scripts); dropout 0 (its default; its scripts use 0.5, a search-space choice here). Stage
-lengths: experts 0.5 and fusion 1.0 of the cell's epoch budget (the code: 100 + 100 epochs).
+scripts, which project 512-1024-d features down), capped at the encoder width d so that the
+projection never widens (64 on the small-cnn default: at 256 from d = 64 the fusion stage
+did not fit the contract's tiny batch at lr 1e-2); dropout 0 (its default; its scripts use
+0.5, a search-space choice here). Stage lengths: experts 0.5 and fusion 1.0 of the cell's
+epoch budget (the code: 100 + 100 epochs).
 
 Fidelity:
 - Follows the paper and code: two stages; unimodal expert training with one head per
@@ -99,7 +102,7 @@ class MoMKE(Method):
         backbone: str = "small-cnn",
         feature_dim: int = 64,
         pretrained: str | None = None,
-        hidden: int = 256,
+        hidden: int | None = None,
         depth: int = 4,
         mlp_ratio: float = 1.0,
         dropout: float = 0.0,
@@ -110,6 +113,7 @@ class MoMKE(Method):
         m, k = info.num_modalities, info.num_classes
         self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
         d = self.encoders.feature_dim
+        hidden = hidden or min(d, 256)
         self.projections = nn.ModuleList(
             nn.Sequential(nn.Linear(d, hidden), nn.Dropout(dropout)) for _ in range(m)
         )

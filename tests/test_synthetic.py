@@ -31,8 +31,13 @@ def test_three_modalities_add_a_grey_angiography_map():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"n": 0}, "n"), ({"image_size": 8}, "image_size"), ({"modalities": 4}, "modalities"),
-     ({"label_noise": 1.0}, "label_noise"), ({"difficulty": 0}, "difficulty")],
+    [
+        ({"n": 0}, "n"),
+        ({"image_size": 8}, "image_size"),
+        ({"modalities": 4}, "modalities"),
+        ({"label_noise": 1.0}, "label_noise"),
+        ({"difficulty": 0}, "difficulty"),
+    ],
 )
 def test_bad_arguments_say_what_to_fix(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -47,6 +52,7 @@ def test_default_splits_mirror_mmc_amd(tmp_path):
 
 def _test_accuracy(name: str, data, seed: int) -> tuple[float, float]:
     """Test accuracy, and accuracy on the dry/wet AMD test samples, with complete data."""
+
     def complete(split):
         return MaskedSplit(split, torch.ones(len(split), 2, dtype=torch.bool))
 

@@ -138,7 +138,7 @@ def _check_arguments(
 
 def _flip_labels(rng: np.random.Generator, classes: np.ndarray, fraction: float) -> np.ndarray:
     labels = classes.astype(np.int64)
-    count = int(round(fraction * len(labels)))
+    count = round(fraction * len(labels))
     flipped = rng.choice(len(labels), size=count, replace=False)
     labels[flipped] = (labels[flipped] + rng.integers(1, len(CLASSES), count)) % len(CLASSES)
     return labels
@@ -356,9 +356,9 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
         (0.055 * lesions.extent)[:, None],
         size,
     )
-    rgb *= 1.0 - _rgb([0.10, 0.25, 0.25]) * strength * blob[:, None]
+    rgb *= 1.0 - _rgb([0.06, 0.15, 0.15]) * strength * blob[:, None]
     nodules = _spots(lesions.nodule_x, lesions.nodule_y, lesions.nodule_amp, 0.04, size)
-    rgb += _rgb([0.45, 0.10, 0.0]) * strength * nodules[:, None]
+    rgb += _rgb([0.55, 0.12, 0.0]) * strength * nodules[:, None]
 
     # Dark-red vessels, then the bright yellow optic disc with its paler cup.
     disc = _disc_centres(rng, n)
@@ -373,7 +373,7 @@ def _render_fundus(rng: np.random.Generator, lesions: _Lesions, size: int) -> np
 
     light, aperture = _camera(rng, n, size)
     rgb *= light[:, None]
-    rgb += rng.normal(0.0, 0.012, rgb.shape).astype(np.float32) * aperture[:, None]
+    rgb += 0.012 * rng.standard_normal(rgb.shape, dtype=np.float32) * aperture[:, None]
     return _to_uint8(rgb)
 
 
@@ -408,9 +408,9 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     # Lesions: RPE lifted by drusen, by a PCV dome or by a shallow PED under wet AMD;
     # fluid above the RPE (wet AMD, and beside some PCV domes) lifts the retina.
     drusen = _profiles(lesions.drusen_x, lesions.drusen_sigma, size)
-    drusen_lift = 0.035 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
+    drusen_lift = 0.042 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
     dome = np.sqrt(np.clip(1.0 - ((x - lx) / (0.05 * extent)) ** 2, 0.0, None))
-    dome_lift = (classes == PCV) * 0.15 * strength * dome
+    dome_lift = (classes == PCV) * 0.085 * strength * dome
     ped = np.clip(1.0 - ((x - lx) / (0.10 * extent)) ** 2, 0.0, None)
     ped_lift = (classes == WET) * 0.025 * strength * ped
     pocket = np.clip(1.0 - ((x - lx) / (0.12 * extent)) ** 2, 0.0, None) ** 0.6
@@ -421,10 +421,13 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     ilm = bruch - thickness * (1.0 - pit) - 0.8 * fluid - dome_lift - drusen_lift
     # What fills the space between the lifted RPE and Bruch's membrane.
     sub_rpe = np.where(classes == PCV, 0.04, np.where(classes == WET, 0.40, 0.30))
+    ilm, outer, rpe, bruch, sub_rpe = (
+        a.astype(np.float32) for a in np.broadcast_arrays(ilm, outer, rpe, bruch, sub_rpe)
+    )
 
     def below(boundary: np.ndarray) -> np.ndarray:
         """Soft (half a pixel) indicator of lying below a per-column boundary."""
-        return 1.0 / (1.0 + np.exp(-(depth - boundary[:, None, :]) * (2.0 * size)))
+        return 0.5 + 0.5 * np.tanh((depth - boundary[:, None, :]) * size)
 
     t = np.clip((depth - ilm[:, None, :]) / (outer - ilm)[:, None, :], 0.0, 1.0)
     retina = 0.10 + sum(a * np.exp(-0.5 * ((t - c) / w) ** 2) for c, a, w in _LAYERS)
@@ -448,9 +451,9 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
 
     # Acquisition: multiplicative speckle, optical blur, noise floor, display gain.
     look = _col(rng.uniform(3.0, 6.0, n))
-    image = image.astype(np.float32) * rng.gamma(look, 1.0 / look, (n, size, size))
-    image = _blur(image.astype(np.float32), rng.uniform(0.006, 0.016, n) * size)
-    image += np.abs(rng.normal(0.0, 0.03, image.shape))
+    image = image * rng.gamma(look, 1.0 / look, (n, size, size)).astype(np.float32)
+    image = _blur(image, rng.uniform(0.006, 0.016, n) * size)
+    image += 0.03 * np.abs(rng.standard_normal(image.shape, dtype=np.float32))
     image = np.clip(_col(rng.uniform(0.9, 1.25, n)) * image, 0.0, None) ** 0.8
     return _to_uint8(image)[:, None]
 
@@ -481,5 +484,6 @@ def _render_angio(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.
     image += strength * (0.15 * _drusen(lesions, size) + 0.5 * leak + 0.6 * hot_spots)
 
     light, aperture = _camera(rng, n, size)
-    image = image * light + rng.normal(0.0, 0.04, image.shape) * aperture
-    return _to_uint8(_blur(image.astype(np.float32), rng.uniform(0.004, 0.012, n) * size))[:, None]
+    image = image * light + 0.04 * rng.standard_normal(image.shape, dtype=np.float32) * aperture
+    image = _blur(image, rng.uniform(0.004, 0.012, n) * size)
+    return _to_uint8(image)[:, None]

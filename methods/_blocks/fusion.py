@@ -57,6 +57,7 @@ class DEQFusion(nn.Module):
             for block in self.purify:
                 block[-1].weight.mul_(0.1)
             self.gate_fused.weight.mul_(0.1)
+        self.gate_fused.requires_grad_(equilibrium)  # one pass from z = 0 never reads z_f
         self.last_stats = DEQStats(0, math.nan, False)  # backward fields fill in on backward
 
     def layer(self, z: Tensor, h: Tensor, present: Tensor) -> Tensor:
