@@ -10,9 +10,10 @@ feature x_m (zero where absent):
     mu_m = A_m x_m,  sigma_m = softplus(S_m x_m) + 1e-4           Gaussian embedding
     Lambda = 1 + sum_{m present} alpha_m / sigma_m^2,  alpha = softmax(phi)
     mu_c = (sum_{m present} alpha_m mu_m / sigma_m^2) / Lambda,  sigma_c = Lambda^{-1/2}
-    c = mu_c + sigma_c * e, e ~ N(0, I) in training; c = mu_c at evaluation
-                                 (weighted product of experts over the PRESENT modalities
-                                  and a N(0, I) prior expert: the modal-common feature)
+    c = mu_c                     (weighted product of experts over the PRESENT modalities
+                                  and a N(0, I) prior expert: the modal-common feature;
+                                  ``sample_common=True``: c = mu_c + sigma_c * e, e ~ N(0, I),
+                                  in training, as in a variational information bottleneck)
     s_m = psi_m(x_m) * present_m                                   modal-specific feature
     a_k = softmax_k(cos(c, p_k) / tau),  r = sum_k a_k p_k         proxy attention, proxies p_k
     logits = g([s_1; ...; s_M; c; r])                               MLP classifier
@@ -43,7 +44,7 @@ incomplete inputs, not information from the missing modality.
 
 Hyper-parameters: w_ib = 0.01, w_proxy = 0.5, w_mi = 0.001 (IMDR's ``compute_train_loss``:
 CE + 0.01 KL + 0.5 proxy + 0.001 MI); T = 2 and w_distill = 2 (``distill_method.py``: alpha =
-2 times T^2); tau = 0.1 (ours).
+2 times T^2); tau = 0.1 and sample_common = False (ours, see below).
 
 Fidelity:
 - Follows the paper: Gaussian embeddings fused by a product of experts, learned class proxies
@@ -53,10 +54,10 @@ Fidelity:
   each Gaussian to N(0, I) ("proxy_ib_loss"); the exp(-pos + neg) proxy loss; a CLUB-style
   estimator with a fixed unit variance; KL distillation with T = 2, alpha = 2.
 - Not copied (defects of the released code): its PoE input is the class proxies' (mu,
-  sigma), the same for every sample, and it adds the variance to the mean instead of
-  sampling; its MI term minimises the estimator's negative log-likelihood, which pulls the
-  two features together rather than apart; its evaluation path picks proxies with
-  pseudo-labels and a fixed batch size of 16.
+  sigma), the same for every sample, and its joint feature is mu + var (deterministic, like
+  ours, but not the mean); its MI term minimises the estimator's negative log-likelihood,
+  which pulls the two features together rather than apart; its evaluation path picks
+  proxies with pseudo-labels and a fixed batch size of 16.
 - Ours: one Gaussian per sample and modality in place of sampled Gaussian proxies (the
   proxies are points; hardest negative proxy instead of top-k over 750 proxy samples); a
   prior expert N(0, I) in the PoE (Wu & Goodman, NeurIPS 2018) so that any subset of
@@ -65,6 +66,11 @@ Fidelity:
   the two-layer classifier on [s; c; r] instead of the released code's attention blocks;
   the student warm-started from the teacher and distilled on logits only (the released code's
   feature and proxy MSE terms need projection heads for a different student architecture).
+  The classifier reads the PoE mean mu_c rather than a sample: sampling keeps the network at
+  chance for the first epochs (its noise swamps the small initial mu_c); on synthetic-retina
+  (10 epochs, 5 seeds) it cost 10.8 macro-F1 points at 80 % missing (45.6 vs 56.4) and
+  gained 3.4 at 20 % (78.6 vs 75.2); ``sample_common=True`` restores it. sigma_m still
+  weighs the experts and carries the L_ib term.
 """
 
 from __future__ import annotations
@@ -124,9 +130,10 @@ class IMDRNetwork(nn.Module):
         feature_dim: int,
         pretrained: str | None,
         tau: float,
+        sample_common: bool,
     ) -> None:
         super().__init__()
-        self.tau = tau
+        self.tau, self.sample_common = tau, sample_common
         self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
         d, m = self.encoders.feature_dim, info.num_modalities
         self.mean = nn.ModuleList(nn.Linear(d, d) for _ in range(m))
@@ -154,7 +161,9 @@ class IMDRNetwork(nn.Module):
         mu_c, sigma_c = product_of_experts(
             mu, sigma, present, torch.softmax(self.expert_logits, dim=0)
         )
-        common = mu_c + sigma_c * torch.randn_like(mu_c) if self.training else mu_c
+        common = mu_c
+        if self.sample_common and self.training:
+            common = mu_c + sigma_c * torch.randn_like(mu_c)
         specific = [
             zero_absent(psi(x_m), present[:, i])
             for i, (psi, x_m) in enumerate(zip(self.specific, x, strict=True))
@@ -209,13 +218,15 @@ class IMDR(Method):
         tau: float = 0.1,
         teacher_epochs: float = 0.5,
         warm_start: bool = True,
+        sample_common: bool = False,
     ) -> None:
         super().__init__(info)
         self.weights = {"ib": w_ib, "proxy": w_proxy, "mi": w_mi, "fit": 1.0, "kd": w_distill}
         self.temperature = temperature
         self.teacher_epochs, self.warm_start = teacher_epochs, warm_start
-        self.teacher = IMDRNetwork(info, backbone, feature_dim, pretrained, tau)
-        self.student = IMDRNetwork(info, backbone, feature_dim, pretrained, tau)
+        network = (info, backbone, feature_dim, pretrained, tau, sample_common)
+        self.teacher = IMDRNetwork(*network)
+        self.student = IMDRNetwork(*network)
         self.set_stage("student")
 
     def stages(self) -> list[Stage]:

@@ -170,3 +170,12 @@ def test_deq_fusion_logs_solver_steps_and_residual():
 def test_deq_fusion_rejects_an_unknown_solver():
     with pytest.raises(ConfigError, match="anderson"):
         build("deq-fusion", solver="newton")
+
+
+def test_imdr_reads_the_poe_mean_unless_asked_to_sample():
+    batch = features_batch([[True, True], [True, False], [False, True]])
+    for sample, same in ((False, True), (True, False)):
+        method = build("imdr", sample_common=sample).train()
+        with torch.no_grad():
+            first, second = method(batch).logits, method(batch).logits
+        assert torch.equal(first, second) is same

@@ -77,13 +77,7 @@ def test_absent_pixels_are_ignored(method, tiny_data):
     assert torch.allclose(clean, dirty, atol=1e-6)
 
 
-def test_overfits_a_tiny_batch(method, tiny_data, request):
-    if "momke" in request.node.name:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="momke's routed fusion does not yet memorise 4 samples in 60 steps: open bug"
-            )
-        )
+def test_overfits_a_tiny_batch(method, tiny_data):
     batch = batch_of(tiny_data, PATTERNS["complete"])
     y = tiny_data.train.labels[:4]
     for stage in method.stages():

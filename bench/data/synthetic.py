@@ -27,7 +27,11 @@ Disease signatures (lesions lie near the macula, at the centre of the image):
 Severity scales every lesion's contrast and size; ``difficulty`` divides lesion contrast.
 1.0 is the calibrated default that the tests hold: late fusion of two small CNNs reaches
 80-95 % test accuracy, each modality alone at least 10 points less, and OCT beats fundus on
-wet vs dry AMD. Pure numpy, vectorised over samples, deterministic in ``seed``.
+wet vs dry AMD. Measured (tests/test_synthetic.py, 20 epochs, mean of training seeds 0-2 |
+3-5): late fusion 86.9 | 87.8 %, fundus 63.4 | 58.2 %, OCT 73.6 | 68.6 %; on the wet and dry
+test eyes OCT 71.6 | 69.1 % vs fundus 63.2 | 58.8 %. The fundus-only numbers swing by up to
+10 points with the training seed, which is why the OCT drusen bump is 0.055, not smaller.
+Pure numpy, vectorised over samples, deterministic in ``seed``.
 """
 
 from __future__ import annotations
@@ -288,19 +292,32 @@ def _vessel_tree(rng: np.random.Generator, disc: np.ndarray, size: int) -> np.nd
     phase = rng.uniform(0.0, 2 * np.pi, shape)
     darkness = rng.uniform(0.4, 0.8, shape)
 
+    arcade_ratio = (1.0 + radius) / np.maximum(radius, 1e-4)
+    scale = radius / taper
     tree = np.zeros((n, size, size), dtype=np.float32)
-    for k in range(len(kind)):
+    for k in range(len(kind)):  # in place: this loop is most of the fundus time
         if kind[k] == 0:
-            course = up[k] * np.arctan(_col(height[:, k]) * (1.0 + radius) / radius)
+            course = np.arctan(_col(height[:, k]) * arcade_ratio)
+            course *= up[k]
         else:
-            course = _col(start_angle[:, k]) + _col(drift[:, k]) * radius
-        course = course + _col(wiggle[:, k]) * np.sin(
-            _col(wiggle_freq[:, k]) * radius + _col(phase[:, k])
-        )
-        offset = np.remainder(angle - course + np.pi, 2 * np.pi) - np.pi  # wrapped angle
-        offset *= radius / (_col(width[:, k]) * taper)
-        on = radius > _col(start_radius[:, k])
-        tree += _col(darkness[:, k]) * on * fade * np.exp(-0.5 * offset**2)
+            course = _col(drift[:, k]) * radius
+            course += _col(start_angle[:, k])
+        wiggling = np.sin(_col(wiggle_freq[:, k]) * radius + _col(phase[:, k]))
+        wiggling *= _col(wiggle[:, k])
+        course += wiggling
+        offset = np.subtract(angle + np.float32(np.pi), course, out=course)
+        np.remainder(offset, np.float32(2 * np.pi), out=offset)
+        offset -= np.float32(np.pi)  # the angle to the vessel, wrapped to [-pi, pi)
+        offset *= scale
+        offset *= _col(1.0 / width[:, k])
+        np.square(offset, out=offset)
+        offset *= np.float32(-0.5)
+        profile = np.exp(offset, out=offset)
+        profile *= fade
+        if kind[k] == 2:
+            profile *= radius > _col(start_radius[:, k])
+        profile *= _col(darkness[:, k])
+        tree += profile
     return np.clip(tree, 0.0, 1.0)
 
 
@@ -408,7 +425,7 @@ def _render_oct(rng: np.random.Generator, lesions: _Lesions, size: int) -> np.nd
     # Lesions: RPE lifted by drusen, by a PCV dome or by a shallow PED under wet AMD;
     # fluid above the RPE (wet AMD, and beside some PCV domes) lifts the retina.
     drusen = _profiles(lesions.drusen_x, lesions.drusen_sigma, size)
-    drusen_lift = 0.042 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
+    drusen_lift = 0.055 * strength * (lesions.drusen_amp[..., None] * drusen).max(axis=1)
     dome = np.sqrt(np.clip(1.0 - ((x - lx) / (0.05 * extent)) ** 2, 0.0, None))
     dome_lift = (classes == PCV) * 0.085 * strength * dome
     ped = np.clip(1.0 - ((x - lx) / (0.10 * extent)) ** 2, 0.0, None)

@@ -20,7 +20,7 @@ from bench.data.synthetic import generate
 from bench.errors import ConfigError
 from bench.interface import DatasetInfo
 
-GENERATOR_VERSION = 1  # bump when the generator's output changes, to refresh caches
+GENERATOR_VERSION = 2  # bump when the generator's output changes, to refresh caches
 
 
 def _cache_path(cache_dir: Path, options: dict[str, Any]) -> Path:

@@ -14,8 +14,9 @@ few steps (with the paper's norm placement it did not reach 1e-3 in 55 steps at 
 
 solved from z = 0 by Anderson (or Broyden) with an implicit-differentiation backward
 (Bai, Kolter, Koltun, "Deep Equilibrium Models", NeurIPS 2019), so memory does not grow
-with the number of iterations. ``equilibrium=False`` applies F once from z = 0 (KEDR's
-``no-deq`` ablation).
+with the number of iterations. ``equilibrium=False`` (KEDR's ``no-deq`` ablation) applies F
+once, from z = [h_1, ..., h_n, mean of the present h_b] rather than from z = 0, so that every
+weight of F still reads a non-zero input and learns.
 
 Fidelity: the per-branch purification, gated weighted sum and injection follow the paper's
 description; their GroupNorm on 1-D features is LayerNorm here, the purification's output
@@ -57,7 +58,6 @@ class DEQFusion(nn.Module):
             for block in self.purify:
                 block[-1].weight.mul_(0.1)
             self.gate_fused.weight.mul_(0.1)
-        self.gate_fused.requires_grad_(equilibrium)  # one pass from z = 0 never reads z_f
         self.last_stats = DEQStats(0, math.nan, False)  # backward fields fill in on backward
 
     def layer(self, z: Tensor, h: Tensor, present: Tensor) -> Tensor:
@@ -86,10 +86,12 @@ class DEQFusion(nn.Module):
 
     def forward(self, h: Tensor, present: Tensor) -> Tensor:
         """Fused feature z_f* (B, d) from injections h (B, n, d) and branch presence (B, n)."""
-        z0 = h.new_zeros(h.shape[0], self.branches + 1, self.dim)
         if not self.equilibrium:
             self.last_stats = DEQStats(1, math.nan, False)
-            return self.layer(z0, h, present)[:, -1]
+            count = present.sum(1, keepdim=True).clamp_min(1).to(h.dtype)
+            z_in = torch.cat([h, (h.sum(1) / count).unsqueeze(1)], dim=1)
+            return self.layer(z_in, h, present)[:, -1]
+        z0 = h.new_zeros(h.shape[0], self.branches + 1, self.dim)
         z, self.last_stats = deq_solve(
             lambda z: self.layer(z, h, present),
             z0,
