@@ -97,6 +97,11 @@ class Method(nn.Module, abc.ABC):
         value = nn.functional.cross_entropy(out.logits, y)
         return value, {"ce": float(value.detach())}
 
+    def after_backward(self) -> dict[str, float]:
+        """Named values known only once ``loss.backward()`` has run (e.g. an implicit
+        backward solver's steps), logged with the loss parts. Default: none."""
+        return {}
+
     def stages(self) -> list[Stage]:
         return [Stage("main")]
 

@@ -214,6 +214,7 @@ def _train_epoch(
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        parts = {**parts, **method.after_backward()}
         if spec.grad_clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(method.parameters(), spec.grad_clip)

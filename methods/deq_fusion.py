@@ -8,7 +8,8 @@ With h_m = psi_m(x_m) * present_m the per-modality features (B, d) and F the fus
     logits = W z*_f + b,        L = CE(logits, y)
 
 The solver's steps and final relative residual ||F(z) - z|| / ||F(z)|| are logged as the loss
-parts ``deq_steps`` and ``deq_residual``.
+parts ``deq_steps`` and ``deq_residual``; those of the implicit backward's solve as
+``deq_backward_steps`` and ``deq_backward_residual`` (``after_backward``).
 
 Hyper-parameters: Anderson (m = 6, lam = 1e-4), tolerance 1e-3, at most 55 forward and 56
 adjoint steps, the DEQ settings of METHODS.md (shared with KEDR's CAD module);
@@ -73,12 +74,10 @@ class DEQFusion(Method):
 
     def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
         ce = F.cross_entropy(out.logits, y)
-        stats = self.fusion.last_stats
-        return ce, {
-            "ce": float(ce.detach()),
-            "deq_steps": float(stats.steps),
-            "deq_residual": stats.residual,
-        }
+        return ce, {"ce": float(ce.detach()), **self.fusion.forward_stats()}
+
+    def after_backward(self) -> dict[str, float]:
+        return self.fusion.backward_stats()
 
     @classmethod
     def search_space(cls, trial) -> dict:

@@ -247,8 +247,11 @@ class KEDR(Method):
         else:
             total = sum(w * t for w, t in zip(self.weights, terms, strict=True))
         logged = {k: float(v.detach()) for k, v in parts.items()}
-        logged.update(self.fusion.stats_to_log())
+        logged.update(self.fusion.forward_stats())
         return total, logged
+
+    def after_backward(self) -> dict[str, float]:
+        return self.fusion.backward_stats()
 
     def _confidence_loss(self, out: Output, stacked: Tensor, present: Tensor, y: Tensor) -> Tensor:
         total = stacked.new_zeros(())

@@ -165,6 +165,8 @@ def test_deq_fusion_logs_solver_steps_and_residual():
     assert 1 <= parts["deq_steps"] <= 55
     assert parts["deq_residual"] < 1e-3  # converges at initialisation
     loss.backward()
+    after = method.after_backward()  # the implicit backward's own solve, logged by the loop
+    assert 1 <= after["deq_backward_steps"] <= 20 and after["deq_backward_residual"] < 1e-3
 
 
 def test_deq_fusion_rejects_an_unknown_solver():
