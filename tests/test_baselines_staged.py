@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
 from bench.interface import Batch, build_method, hparam_names
 from bench.spec import TrainSpec
 from bench.train import MaskedSplit, fit, make_batch
@@ -88,6 +88,24 @@ def test_distill_fit_shows_the_teacher_only_complete_samples(tiny_data):
     result = fit(method, train, val, TrainSpec(epochs=2), CPU, seed=0)
     assert seen["teacher"] == {True} and False in seen["student"]
     assert set(result.best_epoch) == {"teacher", "student"}
+
+
+def test_a_complete_only_stage_gets_the_steps_of_its_share_of_the_budget(tiny_data):
+    n = len(tiny_data.train)
+    present = torch.ones(n, 2, dtype=torch.bool)
+    present[n // 4 :, 0] = False  # 75 % missing: the teacher sees a quarter of the pairs
+    train = MaskedSplit(tiny_data.train, present)
+    val = MaskedSplit(tiny_data.val, torch.ones(len(tiny_data.val), 2, dtype=torch.bool))
+    result = fit(build("distill", tiny_data), train, val, TrainSpec(epochs=2), CPU, seed=0)
+    epochs = [r.stage for r in result.history]
+    assert epochs.count("teacher") == round(2 * 0.5 * n / (n // 4)) and epochs.count("student") == 2
+
+
+def test_a_complete_only_stage_without_complete_pairs_says_what_to_do(tiny_data):
+    train = MaskedSplit(tiny_data.train, torch.tensor([[True, False]] * len(tiny_data.train)))
+    val = MaskedSplit(tiny_data.val, torch.ones(len(tiny_data.val), 2, dtype=torch.bool))
+    with pytest.raises(DataError, match=r"'teacher' trains on complete pairs only.*--apply-to test"):
+        fit(build("distill", tiny_data), train, val, TrainSpec(epochs=2), CPU, seed=0)
 
 
 def test_distill_predicts_with_the_student_alone(tiny_data):
