@@ -106,8 +106,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("methods:")
     for name in METHODS.names(with_variants=True):
-        cls = METHODS.entry(name.partition(":")[0]).obj
-        print(f"  {name:<24} {cls.summary}  [{cls.citation}]")
+        base, _, variant = name.partition(":")
+        entry = METHODS.entry(base)
+        settings = ", ".join(f"{k}={v}" for k, v in entry.variants.get(variant, {}).items())
+        if variant and not entry.variants_only:  # an ablation: say only what it changes
+            print(f"  {name:<24} {base} with {settings}")
+        else:
+            detail = f" ({settings})" if settings else ""
+            print(f"  {name:<24} {entry.obj.summary}{detail}  [{entry.obj.citation}]")
     print("datasets:")
     for name, card in sorted(all_cards().items()):
         print(f"  {name:<24} {card.summary}")

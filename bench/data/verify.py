@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from bench.data import LoadedDataset
 from bench.data.cards import Card, get_card
@@ -414,23 +413,15 @@ def render(report: VerifyReport) -> str:
 
 
 def _options(items: Sequence[str]) -> dict[str, Any]:
+    from bench.config import parse_value  # bench.config imports bench.data
+
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--option needs KEY=VALUE, like pairs=all: got {item!r}")
-        options[key.strip()] = _value(value)
+        options[key.strip()] = parse_value(value)
     return options
-
-
-def _value(text: str) -> Any:
-    """As ``--set`` reads values: int, then float, then YAML (``null``, ``true``, text)."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return yaml.safe_load(text)
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:

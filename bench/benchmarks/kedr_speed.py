@@ -6,7 +6,7 @@ scaling form with the plan built as diag(u) K diag(v) from dense diagonal matric
 Ours = Anderson forward + implicit backward (methods/_blocks/deq.py) and log-domain
 Sinkhorn with broadcasting (methods/_blocks/ot.py). Same weights, same batch.
 
-    python benchmarks/kedr_speed.py [--feature-dim 2048] [--batch-size 32] [--steps 5]
+    python -m bench.benchmarks.kedr_speed [--feature-dim 2048] [--batch-size 32] [--steps 5]
 
 Prints both profiles and the ratios (one run, same process, measured alternately).
 """

@@ -1,6 +1,6 @@
 """One epoch read from the image files (decode + resize each time) vs from the decoded cache.
 
-    .venv/bin/python benchmarks/data_cache.py [--pairs 500] [--source 448] [--size 224]
+    .venv/bin/python -m bench.benchmarks.data_cache [--pairs 500] [--source 448] [--size 224]
 
 Writes a csv-manifest dataset of ``--pairs`` pairs of ``--source`` px JPEGs (a colour and a
 grey image per pair, smooth random content like a photograph, quality 90) in a temporary

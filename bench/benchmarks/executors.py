@@ -1,6 +1,6 @@
 """Cells per minute of one grid through each executor: process with 1 and 2 workers, and Ray.
 
-    .venv/bin/python benchmarks/executors.py [--epochs 10] [--n-train 615] [--image-size 32]
+    .venv/bin/python -m bench.benchmarks.executors [--epochs 10] [--n-train 615] [--image-size 32]
         [--executors process:1,process:2,ray:2,local:1]
 
 The grid is 8 small cells on synthetic-retina (late-fusion and moddrop x missing rates
