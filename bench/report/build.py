@@ -21,7 +21,7 @@ from bench.errors import ConfigError, DataError, UnknownNameError
 from bench.metrics import HIGHER_IS_BETTER
 from bench.report import figures, reference, stats
 from bench.report.collect import SETTING, ExperimentRuns, collect
-from bench.report.pdf import table_pages, text_pages, write_pdf
+from bench.report.pdf import Subheading, table_pages, text_pages, write_pdf
 from bench.report.tables import (
     REPORT_METRICS,
     Table,
@@ -56,6 +56,7 @@ PROFILE_KEYS = (
 )
 RC = {"svg.hashsalt": "kedr-bench", "font.size": 9}  # fixed SVG ids: reproducible files
 PNG_DPI = 150
+RELIABILITY_ROWS = 4  # methods per reliability figure (one PDF page)
 
 METRIC_DEFINITIONS = [
     "- F1: macro-averaged F1 over the classes present in the labels or predictions "
@@ -164,7 +165,7 @@ def _assemble(
             robustness_table(robust, dataset),
             ci_table(summary, dataset),
             _curves(summary, dataset, colours),
-            _reliability(part, predictions, dataset),
+            *_reliability(part, predictions, dataset),
             *_confidences(part, predictions, dataset),
             *_published(paper, summary, comparison, relation, dataset),
         ]
@@ -242,18 +243,26 @@ def _curves(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> F
 
 def _reliability(
     part: pd.DataFrame, predictions: dict[str, pd.DataFrame], dataset: str
-) -> FigureBlock:
+) -> list[FigureBlock]:
+    """Reliability diagrams, at most RELIABILITY_ROWS methods a figure (a page stays legible)."""
     pooled = {key: _pool(cell, predictions) for key, cell in part.groupby(["method", "rate"])}
     methods = sorted(part["method"].unique())
     rates = sorted(part["rate"].unique())
-    return FigureBlock(
-        f"{dataset}_reliability",
-        figures.reliability_figure(pooled, dataset, methods, rates),
+    chunks = [methods[i : i + RELIABILITY_ROWS] for i in range(0, len(methods), RELIABILITY_ROWS)]
+    caption = (
         f"{dataset}: reliability diagrams per method (rows) and missing rate (columns), the "
         "test predictions of all seeds pooled. Blue bars: accuracy per confidence bin; red "
         "hatched: gap to the bin's mean confidence; dashed: perfect calibration; grey: samples "
-        "per bin. The ECE in each title is that of the pooled predictions.",
+        "per bin. The ECE in each title is that of the pooled predictions."
     )
+    return [
+        FigureBlock(
+            f"{dataset}_reliability" + (f"_{k + 1}" if len(chunks) > 1 else ""),
+            figures.reliability_figure(pooled, dataset, chunk, rates),
+            caption + (f" Part {k + 1} of {len(chunks)}." if len(chunks) > 1 else ""),
+        )
+        for k, chunk in enumerate(chunks)
+    ]
 
 
 def _confidences(
@@ -396,10 +405,11 @@ def _markdown(blocks: list[Block]) -> str:
 
 
 def _pages(blocks: list[Block]) -> list[Figure]:
-    """Text runs become text pages titled by their last heading, runs of tables are stacked
-    on table pages, and each figure is a page (figures carry their own titles and legends)."""
+    """Text runs become text pages titled by the section they start in (a section heading
+    that follows text becomes a bold subheading on the same page), runs of tables are
+    stacked on table pages, and each figure is a page (figures carry their own titles)."""
     pages: list[Figure] = []
-    title, paragraphs, tables = "", [], []
+    title, section, paragraphs, tables = "", "", [], []
 
     def flush() -> None:
         if paragraphs:
@@ -409,17 +419,24 @@ def _pages(blocks: list[Block]) -> list[Figure]:
             pages.extend(table_pages(tables))
             tables.clear()
 
+    def add_text(text: str) -> None:
+        nonlocal title
+        if tables:
+            flush()
+        if not paragraphs:
+            title = section
+        paragraphs.append(text)
+
     for block in blocks:
         if isinstance(block, Heading):
-            if block.level <= 2:
-                flush()
-                title = block.text
+            if block.level > 2 or (paragraphs and not tables):
+                add_text(Subheading(block.text))
             else:
-                paragraphs.append(block.text)
-        elif isinstance(block, Paragraph):
-            if tables:
                 flush()
-            paragraphs.append(block.text)
+            if block.level <= 2:
+                section = block.text
+        elif isinstance(block, Paragraph):
+            add_text(block.text)
         elif isinstance(block, Table):
             if paragraphs:
                 flush()

@@ -45,34 +45,33 @@ def write_pdf(path: Path, pages: Iterable[Figure], title: str) -> None:
             pdf.savefig(page)
 
 
+class Subheading(str):
+    """A paragraph drawn as a bold heading inside a run of text."""
+
+
 def text_pages(title: str, paragraphs: list[str]) -> list[Figure]:
-    """Paragraphs wrapped to the page width, continued on further pages when long."""
-    lines = []
+    """Paragraphs (and :class:`Subheading` s) wrapped to the page width, continued on
+    further pages when long."""
+    lines: list[tuple[str, bool]] = []  # (text, is a heading)
     for paragraph in paragraphs:
+        if isinstance(paragraph, Subheading):
+            lines += [(str(paragraph), True), ("", False)]
+            continue
         indent = "    " if paragraph.startswith("- ") else ""
-        lines += textwrap.wrap(paragraph, WRAP, subsequent_indent=indent) or [""]
-        lines.append("")
+        wrapped = textwrap.wrap(paragraph, WRAP, subsequent_indent=indent) or [""]
+        lines += [(line, False) for line in wrapped] + [("", False)]
+    x, step = MARGIN / PAGE[0], 9 * 1.35 / 72 / PAGE[1]  # 9 pt lines, 1.35 spacing
     pages = []
     for start in range(0, max(len(lines), 1), LINES_PER_PAGE):
         fig = Figure(figsize=PAGE)
         heading = title if start == 0 else f"{title} (continued)"
-        fig.text(
-            MARGIN / PAGE[0],
-            1 - MARGIN / PAGE[1],
-            heading,
-            fontsize=14,
-            fontweight="bold",
-            va="top",
-        )
-        body = "\n".join(lines[start : start + LINES_PER_PAGE])
-        fig.text(
-            MARGIN / PAGE[0],
-            1 - (MARGIN + 0.45) / PAGE[1],
-            body,
-            fontsize=9,
-            va="top",
-            linespacing=1.35,
-        )
+        fig.text(x, 1 - MARGIN / PAGE[1], heading, fontsize=14, fontweight="bold", va="top")
+        y = 1 - (MARGIN + 0.45) / PAGE[1]
+        for text, is_heading in lines[start : start + LINES_PER_PAGE]:
+            if text:
+                weight, size = ("bold", 11) if is_heading else ("normal", 9)
+                fig.text(x, y, text, fontsize=size, fontweight=weight, va="top")
+            y -= step
         pages.append(fig)
     return pages
 
