@@ -123,19 +123,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import json
 
-    from bench.config import parse_value
+    from bench.config import parse_assignments
     from bench.data import dataset_info, get_card
     from bench.profile import profile
     from bench.runtime import resolve_device
 
     card = get_card(args.dataset)
     options = card.resolve_options({"image_size": args.image_size} if args.image_size else {})
-    hparams = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r} is not name=value: write e.g. --set ot_eps=0.05")
-        hparams[key] = parse_value(value)
+    hparams = parse_assignments(args.set or [], "--set", "ot_eps=0.05")
     if args.backbone:
         hparams["backbone"] = args.backbone
     feature_dim = args.feature_dim if args.features_only else None

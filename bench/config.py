@@ -81,6 +81,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def parse_assignments(items: list[str], flag: str, example: str) -> dict[str, Any]:
+    """``['a=1', 'b=x']`` -> ``{'a': 1, 'b': 'x'}`` (values as :func:`parse_value`), for flat
+    ``KEY=VALUE`` flags such as ``bench profile --set``; ``example`` shows the form."""
+    parsed = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} needs KEY=VALUE, like {example}: got {item!r}")
+        parsed[key.strip()] = parse_value(text)
+    return parsed
+
+
 def apply_sets(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` assignments."""
     for item in assignments:

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.config import expand, resolve
+from bench.config import expand, parse_assignments, resolve
 from bench.errors import ConfigError, UnknownNameError
 from bench.spec import TrainSpec
 
@@ -79,3 +79,15 @@ def test_bad_configuration_fails_with_a_message_that_says_what_to_fix(flags, set
 def test_train_spec_rejects_nonsense():
     with pytest.raises(ConfigError, match=r"train\.epochs"):
         TrainSpec(epochs=0)
+
+
+def test_flat_assignments_are_typed_and_a_missing_equals_sign_is_named():
+    assert parse_assignments(["ot_eps=0.05", "prior=naive", " n = 3"], "--set", "a=1") == {
+        "ot_eps": 0.05,
+        "prior": "naive",
+        "n": 3,
+    }
+    with pytest.raises(
+        ConfigError, match=r"^--option needs KEY=VALUE, like pairs=all: got 'pairs'$"
+    ):
+        parse_assignments(["pairs"], "--option", "pairs=all")

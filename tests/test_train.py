@@ -71,3 +71,14 @@ def test_same_seed_gives_identical_predictions(tiny_data):
         fit(method, train, val, TrainSpec(epochs=2), CPU, seed=5)
         outputs.append(predict(method, test, CPU, 16).probs)
     assert (outputs[0] == outputs[1]).all()
+
+
+def test_values_known_after_backward_are_logged_with_the_loss_parts(tiny_data):
+    """The implicit DEQ backward's steps exist only once backward has run: the loop asks
+    ``after_backward`` for them (before, every epoch logged 0 steps)."""
+    torch.manual_seed(0)
+    method = build_method("deq-fusion", tiny_data.info, {})
+    train, val, _ = splits(tiny_data)
+    result = fit(method, train, val, TrainSpec(epochs=1), CPU, seed=0)
+    parts = result.history[0].loss_parts
+    assert parts["deq_steps"] >= 1 and 1 <= parts["deq_backward_steps"] <= 20

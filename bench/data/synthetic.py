@@ -314,8 +314,7 @@ def _vessel_tree(rng: np.random.Generator, disc: np.ndarray, size: int) -> np.nd
         offset *= np.float32(-0.5)
         profile = np.exp(offset, out=offset)
         profile *= fade
-        if kind[k] == 2:
-            profile *= radius > _col(start_radius[:, k])
+        profile *= radius > _col(start_radius[:, k])
         profile *= _col(darkness[:, k])
         tree += profile
     return np.clip(tree, 0.0, 1.0)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.config import parse_assignments
 from bench.data import LoadedDataset
 from bench.data.cards import Card, get_card
 from bench.data.images import SPLITS, Decoder, materialise
@@ -412,21 +413,14 @@ def render(report: VerifyReport) -> str:
 # -- the command --------------------------------------------------------------------------
 
 
-def _options(items: Sequence[str]) -> dict[str, Any]:
-    from bench.config import parse_value  # bench.config imports bench.data
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option needs KEY=VALUE, like pairs=all: got {item!r}")
-        options[key.strip()] = parse_value(value)
-    return options
-
-
 def cmd_data_verify(args: argparse.Namespace) -> int:
     """``bench data verify NAME --root PATH``: 0 when usable, 1 when not (2 via BenchError)."""
-    report = verify(args.name, args.root, _options(args.option or []), decode=not args.quick)
+    report = verify(
+        args.name,
+        args.root,
+        parse_assignments(args.option or [], "--option", "pairs=all"),
+        decode=not args.quick,
+    )
     print(render(report))
     return 0 if report.usable else 1
 
