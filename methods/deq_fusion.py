@@ -11,8 +11,9 @@ The solver's steps and final relative residual ||F(z) - z|| / ||F(z)|| are logge
 parts ``deq_steps`` and ``deq_residual``; those of the implicit backward's solve as
 ``deq_backward_steps`` and ``deq_backward_residual`` (``after_backward``).
 
-Hyper-parameters: Anderson (m = 6, lam = 1e-4), tolerance 1e-3, at most 55 forward and 56
-adjoint steps, the DEQ settings of METHODS.md (shared with KEDR's CAD module);
+Hyper-parameters: Anderson (m = 6, lam = 1e-4), tolerance 1e-3, at most 55 forward steps
+(METHODS.md) and 20 adjoint steps (METHODS.md says ~56; why fewer: methods/_blocks/fusion.py),
+shared with KEDR's CAD module;
 ``solver='broyden'`` is the alternative of Bai et al. (NeurIPS 2019).
 
 Fidelity:

@@ -16,9 +16,10 @@ solved from z = 0 by Anderson (or Broyden) with an implicit-differentiation back
 (Bai, Kolter, Koltun, "Deep Equilibrium Models", NeurIPS 2019), so memory does not grow
 with the number of iterations. The backward solve stops at 20 steps or a relative residual
 of 1e-3: as training makes F less contractive, a 1e-4 tolerance ran into its 56-step cap by
-the third epoch on synthetic-retina and made deq-fusion 3.5x slower than late fusion, while
-a truncated backward is still a descent direction (phantom gradients, Geng et al., NeurIPS
-2021). ``equilibrium=False`` (KEDR's ``no-deq`` ablation) applies F
+the fourth epoch on synthetic-retina and made a 10-epoch deq-fusion cell 3.5x slower than
+late fusion (23.0 vs 6.5 s); capped, it took 16.0 s. A truncated adjoint solve is an
+approximate implicit gradient, which Geng et al. ("On training implicit models", NeurIPS
+2021) show still trains DEQs. ``equilibrium=False`` (KEDR's ``no-deq`` ablation) applies F
 once, from z = [h_1, ..., h_n, mean of the present h_b] rather than from z = 0, so that every
 weight of F still reads a non-zero input and learns.
 
