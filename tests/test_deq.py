@@ -3,8 +3,11 @@ solves and torchdeq."""
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchdeq import get_deq
 
 from methods._blocks.deq import (
@@ -163,3 +166,31 @@ def test_jacobian_frobenius_estimate_is_unbiased_and_differentiable():
     assert abs(estimate.item() / exact.item() - 1) < 0.1
     estimate.backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_nothing_of_the_solve_outlives_the_backward():
+    """After backward, while the loss (and so the graph's nodes) is still alive, as it is
+    through an optimiser step, no state-sized tensor of the solve may stay referenced."""
+
+    class Track(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.created = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else (out,):
+                if isinstance(t, torch.Tensor) and t.shape == (BATCH, *SHAPE):
+                    self.created.append(weakref.ref(t))
+            return out
+
+    cell = Cell(torch.float32)
+    track = Track()
+    with track:
+        z, _ = deq_solve(cell, cell.z0())
+        loss = z.square().sum()
+        loss.backward()
+    del z
+    alive = [ref() for ref in track.created if ref() is not None]
+    assert loss.grad_fn is not None and alive == []
+    assert all(leaf.grad is not None for leaf in cell.leaves())
