@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.tracking import Tracker
     from bench.tune import load_hparams_file
 
-    options = ExecutorOptions(args.executor, args.workers, args.ray_address)
+    options = ExecutorOptions(args.executor, args.workers, args.ray_address, args.threads)
     tuned = load_hparams_file(args.hparams) if args.hparams else {}
     missing = {"mechanism": args.mechanism, "modality": args.modality, "apply_to": args.apply_to}
     train = {"epochs": args.epochs, "device": args.device, "batch_size": args.batch_size}
@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="parallel cells for process/ray (default: one per GPU, else one per two cores)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per cell (default: the usable cores shared among the workers)",
     )
     run.add_argument(
         "--ray-address", dest="ray_address", help="Ray cluster to join, e.g. auto (default: local)"

@@ -2,14 +2,15 @@
 
 - ``local`` (the default): one cell after another in this process.
 - ``process``: ``workers`` spawned worker processes, each running one cell at a time with
-  ``cores // workers`` torch threads; on a CUDA machine worker i sees only GPU i mod #GPUs
-  (``CUDA_VISIBLE_DEVICES``), so several workers may share a GPU. Each worker talks to the
-  parent over its own pipe: a worker that dies (kill -9, out of memory) costs only the cell
-  it held, which is reported and recorded KILLED, and a fresh worker takes the next cell
-  (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on a dead worker).
+  ``threads`` torch threads (default ``cores // workers``); on a CUDA machine worker i sees
+  only GPU i mod #GPUs (``CUDA_VISIBLE_DEVICES``), so several workers may share a GPU. Each
+  worker talks to the parent over its own pipe: a worker that dies (kill -9, out of memory)
+  costs only the cell it held, which is reported and recorded KILLED, and a fresh worker
+  takes the next cell (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on
+  a dead worker).
 - ``ray``: every cell a Ray task (Moritz et al., OSDI 2018) on a local Ray instance or the
-  cluster at ``ray_address``, asking for ``CPUs // workers`` cores and a ``1 / workers``
-  share of the GPUs; a cell whose Ray worker dies is reported KILLED, not retried.
+  cluster at ``ray_address``, asking for ``threads`` cores (default ``CPUs // workers``) and
+  a ``1 / workers`` share of the GPUs; a cell whose Ray worker dies is reported KILLED, not retried.
 
 All executors write into one tracking store (bench.tracking copes with concurrent writers);
 the caller creates the experiment before any worker starts. A cell left unfinished by a
@@ -49,17 +50,21 @@ class WorkerDiedError(BenchError):
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """Which executor runs the grid, and with how many workers (None: one per GPU on a CUDA
-    machine, else one per two cores)."""
+    """Which executor runs the grid, with how many workers (None: one per GPU on a CUDA
+    machine, else one per two cores) and torch threads per cell (None: the cores shared
+    out evenly among the workers; all of them for ``local``)."""
 
     name: str = "local"
     workers: int | None = None
     ray_address: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         EXECUTORS.entry(self.name)
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.name == "local" and self.workers is not None:
             raise ConfigError("--workers needs a parallel executor: add --executor process")
         if self.name != "ray" and self.ray_address is not None:
@@ -141,6 +146,14 @@ def _default_workers(cpus: int, gpus: int) -> int:
     return gpus if gpus else max(1, cpus // 2)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, as under taskset or a Slurm
+    allocation), not every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _run_one(
     spec: CellSpec, results_dir: Path, experiment_id: str, cache_dir: Path, threads: int
 ) -> CellResult:
@@ -159,6 +172,8 @@ def run_local(
     options: ExecutorOptions | None = None,
 ) -> Iterator[CellResult]:
     """Run ``cells`` in order in this process."""
+    if options is not None and options.threads is not None:
+        torch.set_num_threads(options.threads)
     datasets = DatasetCache(cache_dir)
     progress = _Progress(len(cells))
     try:
@@ -237,7 +252,7 @@ def _collect(worker: _Worker, tracker: Tracker, experiment_id: str) -> CellResul
     try:
         if worker.conn.poll():
             return worker.conn.recv()
-    except EOFError:
+    except (EOFError, ConnectionResetError):  # it died before or while sending
         pass
     worker.process.join()
     error = WorkerDiedError(
@@ -276,9 +291,9 @@ def run_process(
     options: ExecutorOptions,
 ) -> Iterator[CellResult]:
     """Run ``cells`` on worker processes, replacing any worker that dies."""
-    cpus, gpus = os.cpu_count() or 1, _visible_gpus()
+    cpus, gpus = usable_cores(), _visible_gpus()
     count = min(options.workers or _default_workers(cpus, len(gpus)), len(cells))
-    threads = max(1, cpus // count)
+    threads = options.threads or max(1, cpus // count)
     context = multiprocessing.get_context("spawn")  # fork is unsafe with torch and threads
     args = (tracker.results_dir, experiment_id, cache_dir, threads)
     queue = deque(cells)
@@ -342,7 +357,7 @@ def run_ray(
         resources = ray.cluster_resources()
         cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
         workers = options.workers or _default_workers(cpus, gpus)
-        threads = max(1, cpus // workers)
+        threads = options.threads or max(1, cpus // workers)
         task = ray.remote(_run_one).options(
             num_cpus=threads, num_gpus=min(1.0, gpus / workers), max_retries=0
         )

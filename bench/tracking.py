@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from bench.errors import ConfigError
@@ -247,6 +248,7 @@ class Tracker:
             "device": device,
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
+            "torch_threads": str(torch.get_num_threads()),
             "git_commit": self._commit,
         }
         run = self.client.create_run(experiment_id, tags=tags)

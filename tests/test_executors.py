@@ -46,6 +46,15 @@ def test_two_workers_record_every_cell_exactly_once(tmp_path, capsys):
     assert "6 cells: 0 to run, 6 already recorded" in capsys.readouterr().err
 
 
+def test_threads_per_worker_reach_every_cell(tmp_path):
+    args = run_args(tmp_path, "--methods", "unimodal:m1", "--rates", "0.2,0.6", "--seeds", "0")
+    assert main([*args, "--executor", "process", "--workers", "2", "--threads", "1"]) == 0
+    tracker = Tracker(tmp_path)
+    runs = tracker.runs(tracker.experiment_id("t"))
+    assert len(runs) == 2 and {r.tags["torch_threads"] for r in runs} == {"1"}
+    assert len({r.tags["pid"] for r in runs}) == 2  # two workers, not this process
+
+
 def test_kill_9_of_a_worker_loses_only_its_cell_and_a_rerun_completes(tmp_path):
     grid = ["--methods", "late-fusion,unimodal:m1", "--rates", "0.2,0.6", "--seeds", "0"]
     args = run_args(tmp_path, *grid, "--executor", "process", "--workers", "2", "--epochs", "4")
@@ -97,6 +106,7 @@ def test_ray_executor_runs_a_grid_on_a_local_instance(tmp_path, capsys, local_ra
     [
         (["--workers", "2"], "--workers needs a parallel executor: add --executor process"),
         (["--executor", "process", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--executor", "process", "--threads", "0"], "--threads must be at least 1, got 0"),
         (["--executor", "dask"], "unknown executor 'dask': choose one of local, process, ray"),
         (["--ray-address", "auto"], "--ray-address needs --executor ray"),
     ],

@@ -1,22 +1,28 @@
 """Cells per minute of one grid through each executor: process with 1 and 2 workers, and Ray.
 
     .venv/bin/python -m bench.benchmarks.executors [--epochs 10] [--n-train 615] [--image-size 32]
-        [--executors process:1,process:2,ray:2,local:1]
+        [--executors process:1,process:2,process:1@1,ray:2,local@1,local@2] [--rounds 2]
+        [--seeds 2]
 
-The grid is 8 small cells on synthetic-retina (late-fusion and moddrop x missing rates
-0.2 and 0.6 x seeds 0 and 1). Every executor runs it into a fresh results dir that shares
-one dataset cache built beforehand, so the timings hold training, tracking and starting the
-workers (their imports, and Ray's own start), as a user of ``bench run --executor`` sees
-them. ``process:N`` and ``ray:N`` give each of N workers ``cores // N`` torch threads;
-``local:T`` runs the cells in this process with T torch threads (``local:1`` is the
-one-thread, no-startup control for ``process:2``). The load average is printed before and
-after: on a shared machine, compare numbers from one run only.
+The grid is 4 x seeds small cells on synthetic-retina (late-fusion and moddrop x missing
+rates 0.2 and 0.6 x seeds 0 .. seeds - 1; 8 cells by default). Every executor runs it into
+a fresh results dir that shares one dataset cache built beforehand, so the timings hold
+training, tracking and starting the workers (their imports, and Ray's own start), as a user
+of ``bench run --executor`` sees them.
+
+An executor is ``name[:workers][@threads]``, as ``bench run --executor name --workers N
+--threads T``: ``process:2`` gives each of 2 workers ``cores // 2`` torch threads,
+``process:1`` gives its one worker every core, ``process:1@1`` one thread (the executor's
+own scaling, at equal threads per cell), ``local@T`` runs the cells in this process. The
+executors run in turn, ``--rounds`` times, and each reports its median; the load average is
+printed before and after: on a shared machine, compare numbers from one run only.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ import torch
 
 from bench.cell import DatasetCache
 from bench.config import expand, resolve
-from bench.executors import ExecutorOptions, run_cells
+from bench.executors import ExecutorOptions, run_cells, usable_cores
 from bench.tracking import Tracker
 
 
@@ -34,28 +40,39 @@ def grid(args: argparse.Namespace) -> list:
     flags = {
         "methods": ["late-fusion", "moddrop"],
         "rates": [0.2, 0.6],
-        "seeds": [0, 1],
+        "seeds": list(range(args.seeds)),
         "train": {"epochs": args.epochs, "device": "cpu"},
         "dataset_options": {"synthetic-retina": options},
     }
     return expand(resolve(None, flags, []))
 
 
-def time_executor(cells: list, executor: str, cache: Path, root: Path) -> float:
-    """Wall seconds of the grid through ``executor`` ('name' or 'name:workers')."""
-    name, _, count = executor.partition(":")
-    if name == "local":
-        torch.set_num_threads(int(count or os.cpu_count()))
-    options = ExecutorOptions(name, int(count) if count and name != "local" else None)
-    tracker = Tracker(root / executor.replace(":", "-"))
+def parse_executor(text: str) -> ExecutorOptions:
+    """``name[:workers][@threads]`` -> the options ``bench run`` would build."""
+    head, _, threads = text.partition("@")
+    name, _, workers = head.partition(":")
+    return ExecutorOptions(
+        name, int(workers) if workers else None, threads=int(threads) if threads else None
+    )
+
+
+def time_executor(cells: list, executor: str, cache: Path, root: Path) -> tuple[float, float]:
+    """Wall seconds of the grid through ``executor``, into a fresh results dir, and the
+    median seconds of one cell as the cell itself measured it (no start-up)."""
+    options = parse_executor(executor)
+    threads = torch.get_num_threads()
+    tracker = Tracker(Path(tempfile.mkdtemp(dir=root)))
     experiment_id = tracker.experiment_id("bench")
     started = time.perf_counter()
-    results = list(run_cells(cells, tracker, experiment_id, cache, options))
+    try:
+        results = list(run_cells(cells, tracker, experiment_id, cache, options))
+    finally:
+        torch.set_num_threads(threads)  # local@T changed this process's threads
     seconds = time.perf_counter() - started
     statuses = {r.status for r in results}
     if statuses != {"FINISHED"} or len(results) != len(cells):
         raise RuntimeError(f"{executor}: {len(results)} results, statuses {statuses}")
-    return seconds
+    return seconds, statistics.median(r.seconds for r in results)
 
 
 def main() -> None:
@@ -63,27 +80,44 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--n-train", dest="n_train", type=int, default=615)
     parser.add_argument("--image-size", dest="image_size", type=int, default=32)
-    parser.add_argument("--executors", default="process:1,process:2,ray:2,local:1")
+    parser.add_argument(
+        "--executors", default="process:1,process:2,process:1@1,ray:2,local@1,local@2"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per (method, rate)")
     args = parser.parse_args()
     cells = grid(args)
+    executors = args.executors.split(",")
+    for executor in executors:
+        parse_executor(executor)  # a typo fails now, not after minutes of timing
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         DatasetCache(root / "cache").get(cells[0].dataset)
         print(
             f"{len(cells)} cells, {args.epochs} epochs, {args.image_size} px, "
-            f"{args.n_train} train pairs; {os.cpu_count()} cores; "
+            f"{args.n_train} train pairs; {usable_cores()} cores; {args.rounds} rounds; "
             f"load average before: {os.getloadavg()[0]:.2f}"
         )
-        rates = {}
-        for executor in args.executors.split(","):
-            seconds = time_executor(cells, executor, root / "cache", root)
-            rates[executor] = 60 * len(cells) / seconds
-            print(
-                f"  {executor:<10} {seconds:7.1f} s  {rates[executor]:6.2f} cells/min", flush=True
-            )
+        seconds: dict[str, list[float]] = {e: [] for e in executors}
+        for round_ in range(args.rounds):
+            for executor in executors:
+                wall, cell = time_executor(cells, executor, root / "cache", root)
+                seconds[executor].append(wall)
+                print(f"  round {round_ + 1} {executor:<12} {wall:6.1f} s  ({cell:.2f} s/cell)")
+        rates = {e: 60 * len(cells) / statistics.median(s) for e, s in seconds.items()}
+        for executor, rate in rates.items():
+            print(f"{executor:<12} {rate:6.2f} cells/min (median of {args.rounds})")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-        if "process:1" in rates and "process:2" in rates:
-            print(f"process:2 / process:1 = {rates['process:2'] / rates['process:1']:.2f}x")
+        for one, two in (("process:1", "process:2"), ("process:1@1", "process:2")):
+            if one in rates and two in rates:
+                print(f"{two} / {one} = {rates[two] / rates[one]:.2f}x")
+        if "local@1" in rates and "local@2" in rates:
+            threads = rates["local@2"] / rates["local@1"]
+            print(
+                f"two threads in one process run the grid {threads:.2f}x faster than one, so "
+                f"two one-thread workers can beat one two-thread worker by {2 / threads:.2f}x "
+                "at most"
+            )
 
 
 if __name__ == "__main__":
