@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The demo is lighter than `bench run`'s defaults (64 px, 20 epochs) so that all 132 cells
-# (11 methods x 4 rates x 3 seeds) finish within 10 minutes on 2 CPU cores (6 min 18 s and 7 min 41 s measured).
+# (11 methods x 4 rates x 3 seeds) finish within 10 minutes on 2 CPU cores
+# (6 min 18 s and 7 min 41 s measured).
 demo: $(STAMP)
 	$(BIN)/bench run --methods all --rates 0.2,0.4,0.6,0.8 --experiment demo \
 		--epochs 8 --set dataset_options.synthetic-retina.image_size=32 \
