@@ -189,9 +189,10 @@ class _ImplicitBackward(torch.autograd.Function):
 
     z_out's own graph reaches the parameters of f and what f closes over, not z*. The
     products J_f(z*)^T g come from one more call of f on a leaf copy of z*, made inside the
-    backward and freed with it, so nothing of the solve outlives the backward (with z* a
-    leaf of the forward graph, z*, its unused .grad and f(z*) stayed alive until the loss
-    tensor died, into the optimiser step).
+    backward (under the forward's autocast state, as torch.utils.checkpoint recomputes) and
+    freed with it, so nothing of the solve outlives the backward (with z* a leaf of the
+    forward graph, z*, its unused .grad and f(z*) stayed alive until the loss tensor died,
+    into the optimiser step).
     """
 
     @staticmethod
@@ -207,12 +208,18 @@ class _ImplicitBackward(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(z_star)
         ctx.f, ctx.solve, ctx.stats, ctx.max_iter, ctx.tol = f, solve, stats, max_iter, tol
+        device = z_star.device.type
+        ctx.autocast = {
+            "device_type": device,
+            "enabled": torch.is_autocast_enabled(device),
+            "dtype": torch.get_autocast_dtype(device),
+        }
         return z_out.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (z_star,) = ctx.saved_tensors
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.autocast(**ctx.autocast):
             z_in = z_star.detach().requires_grad_()
             z_out = ctx.f(z_in)
 
