@@ -194,19 +194,3 @@ def test_nothing_of_the_solve_outlives_the_backward():
     alive = [ref() for ref in track.created if ref() is not None]
     assert loss.grad_fn is not None and alive == []
     assert all(leaf.grad is not None for leaf in cell.leaves())
-
-
-def test_backward_recomputes_f_under_the_forward_autocast():
-    cell = Cell(torch.float32)
-    dtypes = []
-
-    def f(z: torch.Tensor) -> torch.Tensor:
-        dtypes.append((z.flatten(1) @ cell.W.T).dtype)  # bfloat16 where autocast is on
-        return cell(z)
-
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        z, _ = deq_solve(f, cell.z0(), max_iter=5)
-    calls = len(dtypes)
-    z.float().sum().backward()  # outside autocast, as a training loop does
-    assert len(dtypes) == calls + 1 and set(dtypes) == {torch.bfloat16}
-    assert all(torch.isfinite(leaf.grad).all() for leaf in cell.leaves())

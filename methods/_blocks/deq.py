@@ -184,44 +184,29 @@ SOLVERS: dict[str, Callable[..., SolverStats]] = {"anderson": anderson, "broyden
 
 
 class _ImplicitBackward(torch.autograd.Function):
-    """Identity on z_out = f(z*) whose backward swaps the incoming gradient v for the solution
-    g of the adjoint fixed point g = J_f(z*)^T g + v (Bai et al. 2019, Thm. 1).
-
-    z_out's own graph reaches the parameters of f and what f closes over, not z*. The
-    products J_f(z*)^T g come from one more call of f on a leaf copy of z*, made inside the
-    backward (under the forward's autocast state, as torch.utils.checkpoint recomputes) and
-    freed with it, so nothing of the solve outlives the backward (with z* a leaf of the
-    forward graph, z*, its unused .grad and f(z*) stayed alive until the loss tensor died,
-    into the optimiser step).
-    """
+    """Identity on z_out = f(z_in) whose backward swaps the incoming gradient v for the
+    solution g of the adjoint fixed point g = J_f(z_in)^T g + v (Bai et al. 2019, Thm. 1).
+    The backward then lets go of z_in and z_out, which would otherwise live on in this node
+    for as long as the loss tensor does (through the optimiser step)."""
 
     @staticmethod
     def forward(
         ctx: Any,
         z_out: Tensor,
-        z_star: Tensor,
-        f: Map,
+        z_in: Tensor,
         solve: Callable[..., SolverStats],
         stats: DEQStats,
         max_iter: int,
         tol: float,
     ) -> Tensor:
-        ctx.save_for_backward(z_star)
-        ctx.f, ctx.solve, ctx.stats, ctx.max_iter, ctx.tol = f, solve, stats, max_iter, tol
-        device = z_star.device.type
-        ctx.autocast = {
-            "device_type": device,
-            "enabled": torch.is_autocast_enabled(device),
-            "dtype": torch.get_autocast_dtype(device),
-        }
+        # z_out keeps its graph to z_in: the backward reuses it for J^T g products.
+        ctx.z_out, ctx.z_in, ctx.solve, ctx.stats = z_out, z_in, solve, stats
+        ctx.max_iter, ctx.tol = max_iter, tol
         return z_out.clone()
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (z_star,) = ctx.saved_tensors
-        with torch.enable_grad(), torch.autocast(**ctx.autocast):
-            z_in = z_star.detach().requires_grad_()
-            z_out = ctx.f(z_in)
+        z_out, z_in = ctx.z_out, ctx.z_in
 
         def adjoint(g: Tensor) -> Tensor:
             vjp = torch.autograd.grad(z_out, z_in, g.to(z_out.dtype), retain_graph=True)[0]
@@ -231,8 +216,8 @@ class _ImplicitBackward(torch.autograd.Function):
         ctx.stats.backward_steps = result.steps
         ctx.stats.backward_residual = result.residual
         ctx.stats.backward_converged = result.converged
-        ctx.f = ctx.solve = None  # f closes over the injections: let them go with the graph
-        return result.z.to(grad.dtype), None, None, None, None, None, None
+        ctx.z_out = ctx.z_in = ctx.solve = None
+        return result.z.to(grad.dtype), None, None, None, None, None
 
 
 def deq_solve(
@@ -252,8 +237,8 @@ def deq_solve(
     (the injected input x of f(z) = F_theta(z, x)). Backward: the incoming gradient v is
     replaced by g solving g = J_f(z*)^T g + v, with the same solver (``backward_max_iter``,
     ``backward_tol``), so that dl/dtheta = g^T df(z*)/dtheta. Autograd stores one call of f,
-    whatever the number of iterations; the backward makes one more, for the products
-    J_f(z*)^T g, and frees it. With grad disabled, returns z* with no extra call.
+    whatever the number of iterations, and nothing of it outlives the backward. With grad
+    disabled, returns z* with no extra call.
 
     f: map of tensors shaped like z0.  z0: (B, ...) initial state (DEQ fusion: zeros).
     solver: 'anderson' or 'broyden'.  max_iter, tol: forward solver budget and tolerance
@@ -272,10 +257,12 @@ def deq_solve(
     stats = DEQStats(result.steps, result.residual, result.converged)
     if not torch.is_grad_enabled():
         return result.z, stats
-    z_star = result.z.detach()
-    z_out = _ImplicitBackward.apply(
-        f(z_star), z_star, f, solve, stats, backward_max_iter, backward_tol
-    )
+    # z* enters the graph as z* + (a 0-d zero leaf): the vector-Jacobian products need z_in
+    # to require grad, and as a non-leaf it is freed with the graph, where a leaf z_in and a
+    # .grad of its size would stay alive in its AccumulateGrad node as long as the loss does.
+    anchor = torch.zeros((), dtype=result.z.dtype, device=result.z.device, requires_grad=True)
+    z_in = result.z.detach() + anchor
+    z_out = _ImplicitBackward.apply(f(z_in), z_in, solve, stats, backward_max_iter, backward_tol)
     return z_out, stats
 
 
