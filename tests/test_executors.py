@@ -14,6 +14,7 @@ import ray
 
 from bench import results
 from bench.cli import main
+from bench.executors import usable_cores
 from bench.tracking import Tracker
 from tests.conftest import run_args
 
@@ -47,11 +48,12 @@ def test_two_workers_record_every_cell_exactly_once(tmp_path, capsys):
 
 
 def test_threads_per_worker_reach_every_cell(tmp_path):
+    threads = usable_cores() // 2 + 1  # never the default for 2 workers, cores // 2
     args = run_args(tmp_path, "--methods", "unimodal:m1", "--rates", "0.2,0.6", "--seeds", "0")
-    assert main([*args, "--executor", "process", "--workers", "2", "--threads", "1"]) == 0
+    assert main([*args, "--executor", "process", "--workers", "2", "--threads", str(threads)]) == 0
     tracker = Tracker(tmp_path)
     runs = tracker.runs(tracker.experiment_id("t"))
-    assert len(runs) == 2 and {r.tags["torch_threads"] for r in runs} == {"1"}
+    assert len(runs) == 2 and {r.tags["torch_threads"] for r in runs} == {str(threads)}
     assert len({r.tags["pid"] for r in runs}) == 2  # two workers, not this process
 
 

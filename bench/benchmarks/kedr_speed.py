@@ -78,7 +78,9 @@ class NaiveKEDR(KEDR):
         )
 
 
-def activation_peak_mb(method: Method, batch: Batch, y: torch.Tensor, device) -> float:
+def activation_peak_mb(
+    method: Method, batch: Batch, y: torch.Tensor, device: torch.device
+) -> float:
     """Peak memory of forward + loss + backward above gradients already allocated."""
     method.train()
     method.zero_grad(set_to_none=False)
