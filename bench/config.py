@@ -81,6 +81,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def load_hparams_file(path: str | Path) -> dict[str, Any]:
+    """The ``hparams`` and ``train`` keys of a file for ``bench run --hparams``."""
+    data = load_config_file(path)
+    extra = sorted(set(data) - {"hparams", "train"})
+    if extra:
+        raise ConfigError(
+            f"--hparams file {path} holds {', '.join(extra)}: it may hold only hparams and "
+            "train; pass the rest with --config"
+        )
+    return data
+
+
 def parse_assignments(items: list[str], flag: str, example: str) -> dict[str, Any]:
     """``['a=1', 'b=x']`` -> ``{'a': 1, 'b': 'x'}`` (values as :func:`parse_value`), for flat
     ``KEY=VALUE`` flags such as ``bench profile --set``; ``example`` shows the form."""

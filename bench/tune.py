@@ -21,11 +21,9 @@ on one (dataset, missing rate, seed) cell, selected on the validation split only
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
-import shlex
 import socket
 import sys
 import tempfile
@@ -43,9 +41,8 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.config import expand, load_config_file, resolve
 from bench.errors import ConfigError
-from bench.interface import METHODS, build_method, check_hparams
+from bench.interface import METHODS, build_method
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runtime import resolve_device, seed_everything
 from bench.spec import CellSpec, flatten
@@ -156,7 +153,7 @@ def _identity(base: CellSpec) -> dict[str, str]:
     return {k: str(v) for k, v in flatten(base.to_dict()).items() if k not in skip}
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """A database URL without its password, for logs and tags."""
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
@@ -171,7 +168,7 @@ def open_study(task: TuneTask) -> optuna.Study:
         storage = optuna.storages.RDBStorage(task.storage, engine_kwargs=engine)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         raise ConfigError(
-            f"--storage {_redacted(task.storage)!r} cannot be opened ({type(err).__name__}): "
+            f"--storage {redacted(task.storage)!r} cannot be opened ({type(err).__name__}): "
             "give a database URL such as sqlite:///results/optuna.db"
         ) from err
     study = optuna.create_study(
@@ -208,11 +205,11 @@ def settings(task: TuneTask) -> dict[str, dict[str, Any]]:
     }
 
 
-def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def counted_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if VOID not in t.user_attrs]
 
 
-def _best(study: optuna.Study) -> FrozenTrial | None:
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
     try:
         return study.best_trial
     except ValueError:  # no COMPLETE trial yet
@@ -239,12 +236,14 @@ def _void_dead_trials(study: optuna.Study, tracker: Tracker) -> None:
 def next_trial(study: optuna.Study, total: int, tracker: Tracker) -> optuna.Trial | None:
     """A new trial while the study has fewer than ``total`` counted trials, else None."""
     _void_dead_trials(study, tracker)
-    if len(_counted(study.get_trials(deepcopy=False))) >= total:
+    if len(counted_trials(study.get_trials(deepcopy=False))) >= total:
         return None
     trial = study.ask()
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", str(os.getpid()))
-    earlier = [t for t in _counted(study.get_trials(deepcopy=False)) if t.number < trial.number]
+    earlier = [
+        t for t in counted_trials(study.get_trials(deepcopy=False)) if t.number < trial.number
+    ]
     if len(earlier) >= total:  # another process took the last trial meanwhile
         trial.set_user_attr(VOID, "surplus: the study reached its trials meanwhile")
         study.tell(trial, state=TrialState.FAIL)
@@ -353,7 +352,7 @@ def _parent_run(tracker: Tracker, experiment_id: str, task: TuneTask) -> str:
             tracker.client.update_run(run_id, status="RUNNING")
         return run_id
     tags = {"mlflow.runName": task.study, "optuna_study": task.study, "optuna_role": "study"}
-    tags.update({"optuna_storage": _redacted(task.storage), "cell": task.base.label})
+    tags.update({"optuna_storage": redacted(task.storage), "cell": task.base.label})
     run_id = tracker.client.create_run(experiment_id, tags=tags).info.run_id
     params = flatten({**settings(task), "monitor": task.monitor})
     tracker.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -363,8 +362,8 @@ def _parent_run(tracker: Tracker, experiment_id: str, task: TuneTask) -> str:
 def _close_parent(
     tracker: Tracker, parent_run_id: str, study: optuna.Study, task: TuneTask
 ) -> None:
-    trials = _counted(study.get_trials(deepcopy=False))
-    best = _best(study)
+    trials = counted_trials(study.get_trials(deepcopy=False))
+    best = best_trial(study)
     tracker.client.set_tag(parent_run_id, "trials", str(task.trials))
     if best is not None:
         tracker.log_metrics(parent_run_id, {f"best_val/{task.monitor}": best.value}, len(trials))
@@ -375,7 +374,7 @@ def _close_parent(
 
 def export_best(study: optuna.Study, task: TuneTask) -> Path | None:
     """Write the best trial as a ``bench run --hparams`` file; None when no trial completed."""
-    best = _best(study)
+    best = best_trial(study)
     if best is None:
         return None
     params = search_space(task.base.method, optuna.trial.FixedTrial(best.params))
@@ -385,7 +384,7 @@ def export_best(study: optuna.Study, task: TuneTask) -> Path | None:
     }
     header = (
         f"# bench tune study {task.study}: trial {best.number} of "
-        f"{len(_counted(study.get_trials(deepcopy=False)))}, validation {task.monitor} "
+        f"{len(counted_trials(study.get_trials(deepcopy=False)))}, validation {task.monitor} "
         f"{best.value:.4f}\n# cell: {task.base.label}, {task.base.train.epochs} epochs\n"
     )
     path = task.export_path
@@ -398,11 +397,11 @@ def export_best(study: optuna.Study, task: TuneTask) -> Path | None:
 
 
 def _report(frozen: FrozenTrial, study: optuna.Study, task: TuneTask) -> None:
-    counted = len(_counted(study.get_trials(deepcopy=False)))
+    counted = len(counted_trials(study.get_trials(deepcopy=False)))
     detail = frozen.user_attrs.get("error", "")
     if frozen.value is not None and not math.isnan(frozen.value):
         detail = f"{task.monitor}={frozen.value:.4f}"
-    best = _best(study)
+    best = best_trial(study)
     best_text = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
     seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
     print(
@@ -433,102 +432,3 @@ def tune(task: TuneTask) -> optuna.Study:
     _close_parent(tracker, parent_run_id, study, task)
     export_best(study, task)
     return study
-
-
-# command line --------------------------------------------------------------------------------
-def load_hparams_file(path: str | Path) -> dict[str, Any]:
-    """The ``hparams`` and ``train`` keys of a file for ``bench run --hparams``."""
-    data = load_config_file(path)
-    extra = sorted(set(data) - {"hparams", "train"})
-    if extra:
-        raise ConfigError(
-            f"--hparams file {path} holds {', '.join(extra)}: it may hold only hparams and "
-            "train; pass the rest with --config"
-        )
-    return data
-
-
-def _check_not_searched(sets: list[str], method: str, searched: set[str]) -> None:
-    owners = {"*", method.partition(":")[0], method}
-    for item in sets:
-        key = item.partition("=")[0].strip()
-        parts = key.split(".")
-        hparam = len(parts) == 3 and parts[0] == "hparams" and parts[1] in owners
-        name = parts[2] if hparam else key
-        if name in searched:
-            raise ConfigError(
-                f"--set {key} fixes a value that bench tune searches: drop it (or tune "
-                "another method)"
-            )
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
-    if args.trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {args.trials}")
-    flags = {
-        "methods": [args.method],
-        "datasets": [args.dataset],
-        "rates": [args.rate],
-        "seeds": [args.seed],
-        "results_dir": args.results_dir,
-        "train": {
-            k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None
-        },
-    }
-    cells = expand(resolve(None, flags, args.set or []))
-    if len(cells) != 1:
-        raise ConfigError(f"--method takes one method, like late-fusion: got {args.method!r}")
-    base = cells[0]
-    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    check_hparams(base.method, dict(trial_spec(base, probe).hparams))
-    _check_not_searched(args.set or [], base.method, set(probe.params))
-    study_name = args.study or f"{base.method}_{base.dataset.name}_r{args.rate:g}_s{args.seed}"
-    study_name = study_name.replace(":", "-")
-    if not STUDY_NAME.fullmatch(study_name):
-        raise ConfigError(f"--study {study_name!r} may use only letters, digits and _.@+-")
-    results_dir = Path(args.results_dir).expanduser().resolve()
-    storage = args.storage or f"sqlite:///{results_dir / 'optuna.db'}"
-    task = TuneTask(base, study_name, storage, args.trials, results_dir, args.experiment)
-    study = tune(task)
-    states = [t.state.name for t in _counted(study.get_trials(deepcopy=False))]
-    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
-    print(f"study {task.study}: {len(states)} trials ({counts}) in {_redacted(storage)}")
-    best = _best(study)
-    if best is None:
-        print("no trial completed: see the errors above")
-        return 1
-    print(f"best: trial {best.number}, validation {task.monitor} {best.value:.4f}")
-    for key, value in best.params.items():
-        print(f"  {key} = {value:.6g}" if isinstance(value, float) else f"  {key} = {value}")
-    sets = "".join(f" --set {shlex.quote(item)}" for item in args.set or [])
-    print(f"wrote {task.export_path}; use it with:")
-    print(
-        f"  bench run --methods {base.method} --datasets {base.dataset.name} --rates {args.rate:g} "
-        f"--results-dir {args.results_dir} --hparams {task.export_path}{sets}"
-    )
-    return 0
-
-
-def add_tune_parser(sub: argparse._SubParsersAction) -> None:
-    tune_ = sub.add_parser("tune", help="tune a method's hyper-parameters with Optuna")
-    tune_.add_argument("--method", required=True, help="one method, e.g. late-fusion")
-    tune_.add_argument("--dataset", default="synthetic-retina")
-    tune_.add_argument("--rate", type=float, required=True, help="missing rate, e.g. 0.4")
-    tune_.add_argument("--trials", type=int, required=True, help="the study's total trials")
-    tune_.add_argument("--seed", type=int, default=0, help="training and sampler seed")
-    tune_.add_argument("--study", help="study name (default <method>_<dataset>_r<rate>_s<seed>)")
-    tune_.add_argument(
-        "--storage", help="Optuna storage URL (default sqlite:///<results-dir>/optuna.db)"
-    )
-    tune_.add_argument("--results-dir", dest="results_dir", default="results")
-    tune_.add_argument("--experiment", default="tune", help="MLflow experiment of the trials")
-    tune_.add_argument("--epochs", type=int)
-    tune_.add_argument("--device", help="auto | cpu | cuda | mps")
-    tune_.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a config key that is not searched, e.g. train.batch_size=16 (repeatable)",
-    )
-    tune_.set_defaults(func=cmd_tune)

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from bench.data.verify import add_data_parser, render, verify
+from bench.cli.data import add_parser as add_data_parser
+from bench.data.verify import render, verify
 from bench.errors import DataError
 from tests.data_fixtures import (
     build_csv,

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.cli.report import DEFAULT_FORMATS, cmd_report
+from bench.cli.report import add_parser as add_report_parser
 from bench.errors import BenchError, ConfigError, UnknownNameError
 from bench.report.build import FORMATS, build_report
-from bench.report.cli import DEFAULT_FORMATS, add_report_parser, cmd_report
 from bench.report.figures import confidence_figure
 from bench.report.tables import utc
 from bench.tracking import TAG_HASH, Tracker

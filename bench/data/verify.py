@@ -4,7 +4,7 @@ Every adapter of a real dataset scans its layout into a :class:`Scan`: the sampl
 (id, class, split, one file per modality) and the :class:`Problem` list (missing or corrupt
 files, unknown labels, duplicate ids, paths leaving the manifest's folder...). ``load``
 refuses a scan with a blocking problem in one line; ``bench data verify NAME --root PATH``
-(:func:`cmd_data_verify`) also decodes every file and prints the whole list with the
+(``bench.cli.data``) also decodes every file and prints the whole list with the
 per-split, per-class counts.
 
 Where the files are: the card option ``root`` (the CLI maps ``--data-root NAME=PATH`` onto
@@ -14,7 +14,6 @@ Where the files are: the card option ``root`` (the CLI maps ``--data-root NAME=P
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections import Counter, defaultdict
@@ -28,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.config import parse_assignments
 from bench.data import LoadedDataset
 from bench.data.cards import Card, get_card
 from bench.data.images import SPLITS, Decoder, materialise
@@ -408,44 +406,3 @@ def render(report: VerifyReport) -> str:
     if len(ordered) > MAX_LISTED:
         lines.append(f"... and {len(ordered) - MAX_LISTED} more")
     return "\n".join(lines)
-
-
-# -- the command --------------------------------------------------------------------------
-
-
-def cmd_data_verify(args: argparse.Namespace) -> int:
-    """``bench data verify NAME --root PATH``: 0 when usable, 1 when not (2 via BenchError)."""
-    report = verify(
-        args.name,
-        args.root,
-        parse_assignments(args.option or [], "--option", "pairs=all"),
-        decode=not args.quick,
-    )
-    print(render(report))
-    return 0 if report.usable else 1
-
-
-def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench data verify`` to the top-level subparsers of ``bench``."""
-    data = subparsers.add_parser("data", help="check a dataset copy on disk")
-    commands = data.add_subparsers(dest="data_command", required=True)
-    check = commands.add_parser(
-        "verify",
-        help="check a copy against its card: files present and readable, pairs, labels, splits",
-    )
-    check.add_argument("name", help="dataset card name, e.g. derm7pt")
-    check.add_argument(
-        "--root",
-        help="the copy on disk (for csv: the manifest file); default: $BENCH_DATA_<NAME>",
-    )
-    check.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a dataset option, as in dataset_options (e.g. pairs=all; repeatable)",
-    )
-    check.add_argument(
-        "--quick", action="store_true", help="skip decoding every file (faster, weaker)"
-    )
-    check.set_defaults(func=cmd_data_verify)
-    return data

@@ -1,5 +1,4 @@
-"""The ``report`` subcommand of ``bench``; bench/cli.py registers it with
-:func:`add_report_parser`."""
+"""``bench report``: tables, statistics, figures and a PDF from an experiment's finished runs."""
 
 from __future__ import annotations
 
@@ -9,9 +8,8 @@ import os
 DEFAULT_FORMATS = "md,tex,csv,pdf"  # bench.report.build.FORMATS, kept here for a fast --help
 
 
-def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``bench report`` to the ``bench`` subcommands."""
-    report = subparsers.add_parser(
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    report = sub.add_parser(
         "report",
         help="tables, statistics, figures and a PDF from an experiment's finished runs",
         description=(
