@@ -18,44 +18,33 @@ Label-set conventions (scikit-learn 1.9 semantics, except where noted):
   ``labels=range(K)``); scikit-learn's default uses only the labels present, which changes
   the quadratic weights when an inner class is absent from both y and the predictions.
 - AUROC averages over the classes present in y (scikit-learn raises instead).
+
+Each metric is one :class:`MetricSpec` in the registry :data:`METRICS` (entry-point group
+``bench.metrics``), as lm-evaluation-harness registers a metric with its
+``higher_is_better``: :func:`compute_metrics`, model selection, Optuna's direction,
+``bench results`` columns, the report's tables, definitions and published-number mapping
+all read it when they run, so adding a metric is one :func:`register_metric` call.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
 import numpy as np
 
 from bench.errors import ConfigError
-
-METRIC_KEYS: tuple[str, ...] = (
-    "accuracy",
-    "f1_macro",
-    "f1_weighted",
-    "kappa",
-    "kappa_quadratic",
-    "auroc",
-    "nll",
-    "brier",
-    "ece",
-    "ece10",
-    "aece",
-)
-
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "accuracy": True,
-    "f1_macro": True,
-    "f1_weighted": True,
-    "kappa": True,
-    "kappa_quadratic": True,
-    "auroc": True,
-    "nll": False,
-    "brier": False,
-    "ece": False,
-    "ece10": False,
-    "aece": False,
-}
+from bench.registry import Registry
 
 ROW_SUM_TOLERANCE = 1e-3
 NLL_CLIP = 1e-12
+ECE_BINS = 15  # Guo et al. 2017
+ECE10_BINS = 10  # netcal's default
 
 
 def _validate(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +135,7 @@ def _adaptive_ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> f
     return _calibration_gap(confidence[order], correct[order], index, n_bins)
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Top-label expected calibration error with ``n_bins`` equal-width bins (lo, hi] on [0, 1].
 
     ECE = sum_b |B_b|/n * |acc(B_b) - conf(B_b)| as a fraction (Naeini et al. 2015; Guo et
@@ -160,7 +149,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
     return _ece(confidence, correct, n_bins)
 
 
-def adaptive_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+def adaptive_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Top-label ECE with adaptive (equal-mass) bins.
 
     Samples are sorted by confidence (stable sort) and split into ``n_bins`` groups of nearly
@@ -175,7 +164,9 @@ def adaptive_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
     return _adaptive_ece(confidence, correct, n_bins)
 
 
-def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+def reliability_bins(
+    probs: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
     """Per-bin statistics of the equal-width top-label binning used by the ECE.
 
     Returns arrays of length ``n_bins``: ``lower`` and ``upper`` (the bin is (lower, upper]),
@@ -229,7 +220,7 @@ def _positive_rank_sums(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     return (mean_rank * np.take_along_axis(positive, order, axis=1)).sum(axis=1)
 
 
-def _auroc(p: np.ndarray, labels: np.ndarray, present: np.ndarray) -> float:
+def _auroc(p: np.ndarray, labels: np.ndarray) -> float:
     """Macro one-vs-rest AUROC over the classes present in y; binary AUROC of class 1 if K=2.
 
     Each class's AUROC is the Mann-Whitney U statistic / (n_pos * n_neg) with mean ranks for
@@ -238,6 +229,7 @@ def _auroc(p: np.ndarray, labels: np.ndarray, present: np.ndarray) -> float:
     (Provost & Domingos 2000; Fawcett 2006). NaN if y holds a single class.
     """
     n, k = p.shape
+    present = np.bincount(labels, minlength=k) > 0
     if np.count_nonzero(present) < 2:
         return float("nan")
     classes = np.array([1]) if k == 2 else np.flatnonzero(present)
@@ -249,52 +241,337 @@ def _auroc(p: np.ndarray, labels: np.ndarray, present: np.ndarray) -> float:
     return float(auc.mean())
 
 
-def compute_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """All metrics of ``METRIC_KEYS`` for one set of predictions (see the module docstring).
+def _confusion(p: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Counts (K, K) as float64: rows the label, columns the predicted class (first argmax)."""
+    k = p.shape[1]
+    pred = np.argmax(p, axis=1)
+    return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
 
-    - ``accuracy``: fraction of argmax predictions equal to y.
-    - ``f1_macro`` / ``f1_weighted``: per-class F1 = 2TP / (2TP + FP + FN), averaged
-      unweighted / weighted by support in y (van Rijsbergen 1979; scikit-learn ``f1_score``).
-    - ``kappa`` / ``kappa_quadratic``: Cohen's kappa, unweighted (Cohen 1960) and with
-      quadratic weights (i - j)^2 (Cohen 1968; Fleiss & Cohen 1973), in [-1, 1].
-    - ``auroc``: macro one-vs-rest AUROC over classes present in y (binary AUROC if K=2).
-    - ``nll``: mean -log p[y] with p clipped below at 1e-12 (scikit-learn ``log_loss``
-      clips at machine epsilon instead; they differ only where p[y] < 1e-12).
-    - ``brier``: multi-class Brier score (Brier 1950), mean over samples of
-      sum_k (p_k - onehot_k)^2, DIVIDED BY 2 so that it lies in [0, 1] (the sum's maximum
-      is 2); for K=2 (rows summing to 1) it equals the binary Brier score of class 1.
-    - ``ece`` (15 bins), ``ece10`` (10 bins, netcal's default), ``aece`` (15 adaptive
-      bins): see ``expected_calibration_error`` and ``adaptive_calibration_error``.
-    """
-    p, labels = _validate(probs, y)
-    n, k = p.shape
-    rows = np.arange(n)
-    pred, confidence, correct = _top_label(p, labels)
-    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
+
+def _accuracy(p: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.diag(_confusion(p, labels)).sum() / p.shape[0])
+
+
+def _scored_f1(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 = 2TP / (2TP + FP + FN) and support, for the classes in y or predicted."""
+    confusion = _confusion(p, labels)
     support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
-    tp = np.diag(confusion)
+    denominator = support + confusion.sum(axis=0)
+    scored = denominator > 0
+    return 2.0 * np.diag(confusion)[scored] / denominator[scored], support[scored]
 
-    f1_denominator = support + predicted
-    scored = f1_denominator > 0
-    f1 = 2.0 * tp[scored] / f1_denominator[scored]
 
-    ordinal = np.arange(k, dtype=np.float64)
-    quadratic = (ordinal[:, None] - ordinal[None, :]) ** 2
+def _f1_macro(p: np.ndarray, labels: np.ndarray) -> float:
+    f1, _ = _scored_f1(p, labels)
+    return float(f1.mean())
 
+
+def _f1_weighted(p: np.ndarray, labels: np.ndarray) -> float:
+    f1, support = _scored_f1(p, labels)
+    return float((f1 * support).sum() / p.shape[0])
+
+
+def _cohen_kappa(p: np.ndarray, labels: np.ndarray) -> float:
+    return _kappa(_confusion(p, labels), 1.0 - np.eye(p.shape[1]))
+
+
+def _quadratic_kappa(p: np.ndarray, labels: np.ndarray) -> float:
+    ordinal = np.arange(p.shape[1], dtype=np.float64)
+    return _kappa(_confusion(p, labels), (ordinal[:, None] - ordinal[None, :]) ** 2)
+
+
+def _nll(p: np.ndarray, labels: np.ndarray, clip: float) -> float:
+    """Mean -log p[y] with p clipped below at ``clip`` (scikit-learn's ``log_loss`` clips at
+    machine epsilon instead; the two differ only where p[y] < clip)."""
+    return float(-np.log(np.maximum(p[np.arange(p.shape[0]), labels], clip)).mean())
+
+
+def _brier(p: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over samples of sum_k (p_k - onehot_k)^2, divided by 2 so that it lies in [0, 1]
+    (Brier 1950); for K=2 it equals the binary Brier score of class 1."""
     one_hot = np.zeros_like(p)
-    one_hot[rows, labels] = 1.0
+    one_hot[np.arange(p.shape[0]), labels] = 1.0
+    return float(((p - one_hot) ** 2).sum(axis=1).mean() / 2.0)
 
-    return {
-        "accuracy": float(tp.sum() / n),
-        "f1_macro": float(f1.mean()),
-        "f1_weighted": float((f1 * support[scored]).sum() / n),
-        "kappa": _kappa(confusion, 1.0 - np.eye(k)),
-        "kappa_quadratic": _kappa(confusion, quadratic),
-        "auroc": _auroc(p, labels, support > 0),
-        "nll": float(-np.log(np.maximum(p[rows, labels], NLL_CLIP)).mean()),
-        "brier": float(((p - one_hot) ** 2).sum(axis=1).mean() / 2.0),
-        "ece": _ece(confidence, correct, 15),
-        "ece10": _ece(confidence, correct, 10),
-        "aece": _adaptive_ece(confidence, correct, 15),
-    }
+
+def _top_label_ece(p: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
+    _, confidence, correct = _top_label(p, labels)
+    return _ece(confidence, correct, n_bins)
+
+
+def _top_label_adaptive_ece(p: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
+    _, confidence, correct = _top_label(p, labels)
+    return _adaptive_ece(confidence, correct, n_bins)
+
+
+# the registry --------------------------------------------------------------------------
+DISPLAYS = ("percent", "raw")
+REPORT_TABLES = ("main", "ece")  # the report's headline table and its calibration table
+KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+PARAMETER_CHECKS: dict[str, Callable[[Any], None]] = {"n_bins": _check_bins}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: how it is computed, which way is better, and how the report shows it.
+
+    - ``key``: its name in MLflow (``test/<key>``, ``val/<key>``), in ``bench results``
+      columns, in ``train.monitor`` and in the report's CSV files.
+    - ``compute(probs, y, **params) -> float``: ``probs`` float64 (n, K) and ``y`` int64 (n,)
+      as validated by :func:`compute_metrics`; ``params`` are its fixed keyword arguments
+      (e.g. ``n_bins``), checked against its signature and :data:`PARAMETER_CHECKS`.
+    - ``higher_is_better``: the direction for model selection, Optuna and table marks.
+    - ``label``: the short column label of report tables; ``definition``: one sentence for
+      the report, ``{param}`` fields filled from ``params`` (:meth:`describe`).
+    - ``display``: ``percent`` (x 100, in %) or ``raw`` (the stored value).
+    - ``tables``: which of :data:`REPORT_TABLES` show it besides the all-metrics table, at
+      position ``order`` (lower first; unordered ones after, by registration).
+    - ``reference``: the column of the published-reference CSVs holding it (``""``: none),
+      whose values times ``reference_scale`` are fractions like ours (0.01 for a column in %).
+
+    Everything is checked here, once, when the spec is made (as scikit-learn validates an
+    estimator's parameters in one place); the message says what to fix.
+    """
+
+    key: str
+    compute: Callable[..., float]
+    higher_is_better: bool
+    label: str
+    definition: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    display: str = "percent"
+    tables: tuple[str, ...] = ()
+    order: int | None = None
+    reference: str = ""
+    reference_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not KEY_PATTERN.fullmatch(self.key):
+            raise ConfigError(
+                f"metric key {self.key!r} is not valid: use lower-case letters, digits and "
+                "underscores, starting with a letter (it names MLflow metrics and columns)"
+            )
+        where = f"metric {self.key!r}"
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        try:
+            inspect.signature(self.compute).bind(None, None, **self.params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"{where}: compute must be a function (probs, y, **params) accepting params "
+                f"{sorted(self.params)}: {err}"
+            ) from err
+        for name, value in self.params.items():
+            if name in PARAMETER_CHECKS:
+                PARAMETER_CHECKS[name](value)
+        if not isinstance(self.higher_is_better, bool):
+            raise ConfigError(f"{where}: higher_is_better must be True or False")
+        for name in ("label", "definition"):
+            text = getattr(self, name)
+            if not isinstance(text, str) or not text.strip() or "\n" in text:
+                raise ConfigError(f"{where}: {name} must be one non-empty line of text")
+        try:
+            self.describe()
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(
+                f"{where}: definition has a field that params do not fill ({err}): name only "
+                f"params in braces ({sorted(self.params)}), or double a literal brace"
+            ) from err
+        if self.display not in DISPLAYS:
+            raise ConfigError(
+                f"{where}: display {self.display!r} is not valid: choose one of "
+                + ", ".join(DISPLAYS)
+            )
+        unknown = sorted(set(self.tables) - set(REPORT_TABLES))
+        if not isinstance(self.tables, tuple) or unknown:
+            raise ConfigError(
+                f"{where}: tables must be a tuple of report tables ({', '.join(REPORT_TABLES)}), "
+                f"got {self.tables!r}"
+            )
+        if self.order is not None and (not isinstance(self.order, int) or self.order < 0):
+            raise ConfigError(f"{where}: order must be None or a non-negative integer")
+        if not isinstance(self.reference, str):
+            raise ConfigError(f"{where}: reference must be a CSV column name or ''")
+        scale = self.reference_scale
+        if not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
+            raise ConfigError(f"{where}: reference_scale must be a finite number > 0")
+
+    def describe(self) -> str:
+        """The definition with its parameters filled in (e.g. the bin count)."""
+        return self.definition.format(**self.params)
+
+
+METRICS: Registry[MetricSpec] = Registry("metric", group="bench.metrics")
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to :data:`METRICS`; third-party packages do this in a module named by the
+    entry-point group ``bench.metrics``. Its key must be new."""
+    if not isinstance(spec, MetricSpec):
+        raise TypeError(f"{spec!r} must be a MetricSpec to be registered as a metric")
+    return METRICS.register(spec.key)(spec)
+
+
+def metric_specs() -> list[MetricSpec]:
+    """Every registered metric, in registration order (the order of results and columns)."""
+    return METRICS.objects()
+
+
+def metric_keys() -> tuple[str, ...]:
+    return tuple(spec.key for spec in metric_specs())
+
+
+def metric_spec(key: str) -> MetricSpec:
+    """The spec of ``key``; an unknown key is an :class:`UnknownNameError` listing the valid."""
+    return METRICS.entry(key).obj
+
+
+def compute_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Every registered metric of one set of predictions, keyed and ordered as
+    :func:`metric_keys`; the inputs are validated once (see the module docstring)."""
+    p, labels = _validate(probs, y)
+    return {spec.key: float(spec.compute(p, labels, **spec.params)) for spec in metric_specs()}
+
+
+# the built-in metrics, in the order of results (MLflow keys, columns): do not reorder
+register_metric(
+    MetricSpec(
+        key="accuracy",
+        compute=_accuracy,
+        higher_is_better=True,
+        label="Acc",
+        definition=(
+            "accuracy, the fraction of samples whose predicted class (the first argmax of the "
+            "probabilities) is the label."
+        ),
+        tables=("main",),
+        order=2,
+        reference="accuracy",
+        reference_scale=0.01,
+    )
+)
+register_metric(
+    MetricSpec(
+        key="f1_macro",
+        compute=_f1_macro,
+        higher_is_better=True,
+        label="F1",
+        definition=(
+            "macro-averaged F1 over the classes present in the labels or predictions, per "
+            "class 2TP / (2TP + FP + FN) (van Rijsbergen 1979)."
+        ),
+        tables=("main",),
+        order=0,
+        reference="f1",
+        reference_scale=0.01,
+    )
+)
+register_metric(
+    MetricSpec(
+        key="f1_weighted",
+        compute=_f1_weighted,
+        higher_is_better=True,
+        label="wF1",
+        definition="F1 over the same classes averaged with their support in the labels as weights.",
+    )
+)
+register_metric(
+    MetricSpec(
+        key="kappa",
+        compute=_cohen_kappa,
+        higher_is_better=True,
+        label="κ",
+        definition="Cohen's kappa, unweighted, over all classes (Cohen 1960).",
+        tables=("main",),
+        order=1,
+        reference="kappa",
+        reference_scale=0.01,
+    )
+)
+register_metric(
+    MetricSpec(
+        key="kappa_quadratic",
+        compute=_quadratic_kappa,
+        higher_is_better=True,
+        label="QWK",
+        definition=(
+            "Cohen's kappa with quadratic weights (i - j)^2, the classes taken as ordinal "
+            "positions 0..K-1 (Cohen 1968; Fleiss & Cohen 1973)."
+        ),
+    )
+)
+register_metric(
+    MetricSpec(
+        key="auroc",
+        compute=_auroc,
+        higher_is_better=True,
+        label="AUROC",
+        definition=(
+            "macro one-vs-rest area under the ROC curve over the classes present in the "
+            "labels, for two classes the AUROC of class 1 (Hanley & McNeil 1982)."
+        ),
+    )
+)
+register_metric(
+    MetricSpec(
+        key="nll",
+        compute=_nll,
+        higher_is_better=False,
+        label="NLL",
+        definition="mean negative log-likelihood -log p[y], p clipped below at {clip:g}.",
+        params={"clip": NLL_CLIP},
+        display="raw",
+    )
+)
+register_metric(
+    MetricSpec(
+        key="brier",
+        compute=_brier,
+        higher_is_better=False,
+        label="Brier",
+        definition=(
+            "multi-class Brier score (Brier 1950), the mean over samples of "
+            "sum_k (p_k - onehot_k)^2, halved so that it lies in [0, 1]."
+        ),
+    )
+)
+register_metric(
+    MetricSpec(
+        key="ece",
+        compute=_top_label_ece,
+        higher_is_better=False,
+        label="ECE",
+        definition=(
+            "expected calibration error of the top-label confidence (the largest class "
+            "probability) with {n_bins} equal-width bins on [0, 1], each bin (lo, hi] (a "
+            "confidence of 0 goes to the first bin), ECE = sum_b |B_b| / n * "
+            "|acc(B_b) - conf(B_b)| (Naeini et al. 2015; Guo et al. 2017)."
+        ),
+        params={"n_bins": ECE_BINS},
+        tables=("ece",),
+        order=3,
+        reference="ece",
+    )
+)
+register_metric(
+    MetricSpec(
+        key="ece10",
+        compute=_top_label_ece,
+        higher_is_better=False,
+        label="ECE10",
+        definition="the ECE with {n_bins} equal-width bins (netcal's default).",
+        params={"n_bins": ECE10_BINS},
+    )
+)
+register_metric(
+    MetricSpec(
+        key="aece",
+        compute=_top_label_adaptive_ece,
+        higher_is_better=False,
+        label="AECE",
+        definition=(
+            "adaptive ECE, the ECE's gap over {n_bins} equal-mass bins of the sorted "
+            "confidences (Nguyen & O'Connor 2015; Nixon et al. 2019)."
+        ),
+        params={"n_bins": ECE_BINS},
+    )
+)

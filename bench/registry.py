@@ -86,6 +86,19 @@ class Registry(Generic[T]):
                 except Exception as err:  # a broken plugin must not break the harness
                     log.warning("could not load %s plugin %s: %s", self.kind, ep.value, err)
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` and its aliases: the undo of :meth:`register`, for entries added
+        at run time (a test's toy plugin)."""
+        name = self.entry(name).name
+        del self._entries[name]
+        self._aliases = {a: n for a, n in self._aliases.items() if n != name}
+
+    def objects(self) -> list[T]:
+        """Every registered object in registration order (built-ins, then plugins, then
+        anything registered at run time), for kinds whose order is meaningful."""
+        self._discover()
+        return [entry.obj for entry in self._entries.values()]
+
     def names(self, with_variants: bool = False) -> list[str]:
         """Sorted names; with variants, each ``name:variant`` too."""
         self._discover()

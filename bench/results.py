@@ -1,6 +1,6 @@
 """Results of an experiment as a table: one row per cell, from the tracking store.
 
-``load`` returns a pandas DataFrame with exactly the columns of :data:`COLUMNS`;
+``load`` returns a pandas DataFrame with exactly the columns of :func:`columns`;
 ``bench results`` prints the same as CSV, JSON (a list of objects) or Markdown.
 """
 
@@ -13,11 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UnknownNameError
-from bench.metrics import METRIC_KEYS
+from bench.metrics import metric_keys
 from bench.tracking import Tracker
 
 ID_COLUMNS = ("method", "dataset", "rate", "seed", "status")
-COLUMNS = ID_COLUMNS + METRIC_KEYS
+
+
+def columns() -> tuple[str, ...]:
+    """The identity columns, then every metric registered now, in registration order."""
+    return ID_COLUMNS + metric_keys()
 
 
 def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
@@ -39,9 +43,9 @@ def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
             "seed": int(run.tags.get("seed", "-1")),
             "status": run.status,
         }
-        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in METRIC_KEYS})
+        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in metric_keys()})
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(columns()))
     return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)
 
 
@@ -54,11 +58,11 @@ def results_frame(results: list) -> pd.DataFrame:
             "rate": r.spec.missing.rate,
             "seed": r.spec.seed,
             "status": r.status,
-            **{k: r.metrics.get(k, math.nan) for k in METRIC_KEYS},
+            **{k: r.metrics.get(k, math.nan) for k in metric_keys()},
         }
         for r in results
     ]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(columns()))
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:

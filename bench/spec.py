@@ -79,7 +79,7 @@ class TrainSpec:
     device: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
-        from bench.metrics import METRIC_KEYS
+        from bench.metrics import metric_keys
 
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
@@ -93,7 +93,7 @@ class TrainSpec:
                 raise ConfigError(f"train.{name} must be a finite number >= 0, got {value!r}")
         _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         _choice(self.scheduler, SCHEDULERS, "train.scheduler")
-        _choice(self.monitor, METRIC_KEYS, "train.monitor")
+        _choice(self.monitor, metric_keys(), "train.monitor")
         _choice(self.device, DEVICES, "device")
 
 

@@ -18,7 +18,7 @@ import torch
 from bench.data import Split
 from bench.errors import DataError, TrainingDivergedError
 from bench.interface import Batch, Method, Stage
-from bench.metrics import HIGHER_IS_BETTER, compute_metrics
+from bench.metrics import compute_metrics, metric_spec
 from bench.spec import TrainSpec
 
 
@@ -154,7 +154,7 @@ def fit(
     method.to(device)
     result = FitResult()
     shuffle = torch.Generator().manual_seed(seed)
-    higher = HIGHER_IS_BETTER[spec.monitor]
+    higher = metric_spec(spec.monitor).higher_is_better
     step = 0
     for stage in method.stages():
         method.set_stage(stage.name)

@@ -43,7 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import ConfigError
 from bench.interface import METHODS, build_method
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import metric_spec
 from bench.runtime import resolve_device, seed_everything
 from bench.spec import CellSpec, flatten
 from bench.train import EpochRecord, MaskedSplit, fit
@@ -174,7 +174,7 @@ def open_study(task: TuneTask) -> optuna.Study:
     study = optuna.create_study(
         storage=storage,
         study_name=task.study,
-        direction="maximize" if HIGHER_IS_BETTER[task.monitor] else "minimize",
+        direction="maximize" if metric_spec(task.monitor).higher_is_better else "minimize",
         sampler=TrialSeededTPE(task.base.seed, **TPE_SETTINGS),
         pruner=optuna.pruners.MedianPruner(**PRUNER_SETTINGS),
         load_if_exists=True,

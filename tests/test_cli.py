@@ -16,7 +16,7 @@ import pytest
 
 from bench import results
 from bench.cli import main
-from bench.metrics import METRIC_KEYS
+from bench.metrics import metric_keys
 from methods.late_fusion import LateFusion
 from tests.conftest import run_args
 
@@ -41,10 +41,10 @@ def test_run_then_results_shows_one_row_per_cell(tmp_path, capsys):
     assert "late-fusion" in out and "unimodal:m2" in out and "| 0.6" in out
     rows = results_json(tmp_path, capsys)
     assert len(rows) == 4
-    assert set(rows[0]) == {"method", "dataset", "rate", "seed", "status", *METRIC_KEYS}
+    assert set(rows[0]) == {"method", "dataset", "rate", "seed", "status", *metric_keys()}
     assert {r["status"] for r in rows} == {"FINISHED"}
     frame = results.load("t", tmp_path)
-    assert list(frame.columns) == list(results.COLUMNS) and len(frame) == 4
+    assert list(frame.columns) == list(results.columns()) and len(frame) == 4
 
     assert main(args) == 0  # rerun: nothing left to do
     assert "4 cells: 0 to run, 4 already recorded" in capsys.readouterr().err

@@ -16,9 +16,11 @@ from bench.cli import main
 from bench.cli.report import DEFAULT_FORMATS, cmd_report
 from bench.cli.report import add_parser as add_report_parser
 from bench.errors import BenchError, ConfigError, UnknownNameError
+from bench.metrics import metric_keys, metric_spec
+from bench.report import stats
 from bench.report.build import FORMATS, build_report
 from bench.report.figures import confidence_figure
-from bench.report.tables import utc
+from bench.report.tables import headline_metrics, utc
 from bench.tracking import TAG_HASH, Tracker
 from tests.conftest import run_args
 
@@ -81,9 +83,11 @@ def test_report_writes_tables_figures_statistics_and_pdf(report):
         "tables/synthetic-retina_main.tex",
         "tables/synthetic-retina_ece.tex",
         "tables/synthetic-retina_robustness.tex",
+        "tables/synthetic-retina_all_metrics.tex",
         "tables/stats.tex",
         "tables/efficiency.tex",
         "csv/summary.csv",
+        "csv/summary_all_metrics.csv",
         "csv/robustness.csv",
         "csv/runs.csv",
         "figures/synthetic-retina_reliability.png",
@@ -103,6 +107,20 @@ def test_report_writes_tables_figures_statistics_and_pdf(report):
     summary = pd.read_csv(report / "csv" / "summary.csv")
     assert set(summary["n"]) == {3}
     assert summary["ci_low"].notna().all()
+    assert list(dict.fromkeys(summary["metric"])) == list(headline_metrics())
+    every = pd.read_csv(report / "csv" / "summary_all_metrics.csv")
+    assert list(dict.fromkeys(every["metric"])) == list(metric_keys())
+
+
+def test_report_lists_every_metric_and_states_the_settings_it_used(report):
+    markdown = (report / "report.md").read_text()
+    labels = [metric_spec(k).label for k in metric_keys()]
+    assert "| rate | method | " + " | ".join(labels) + " |" in markdown
+    for key in metric_keys():
+        assert f"- {metric_spec(key).label} ({key}" in markdown
+    assert f"{metric_spec('ece').params['n_bins']} equal-width bins on [0, 1]" in markdown
+    assert f"{stats.N_RESAMPLES} resamples, seed {stats.BOOTSTRAP_SEED}" in markdown
+    assert f"up to {stats.EXACT_MAX_PAIRS} pairs" in markdown
 
 
 def test_report_is_dated_by_the_newest_run_not_by_now(report):

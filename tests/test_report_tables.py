@@ -1,14 +1,17 @@
-"""Table layout: mean ± std strings, best/second marks, Markdown and LaTeX (booktabs)."""
+"""Table layout: mean ± std strings, best/second marks, the all-metrics table, Markdown and
+LaTeX (booktabs)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
 import pandas as pd
 import pytest
 
-from bench.report import reference, stats, tables
+from bench.metrics import metric_keys, metric_spec
+from bench.report import reference, render, stats, tables
 from bench.report.tables import BEST, SECOND
 
 METRICS = ("f1_macro", "kappa", "accuracy", "ece")
@@ -70,7 +73,7 @@ def test_main_table_bolds_best_and_underlines_second(summary):
     assert row_a[1] == "82.0 ± 2.0"  # F1 at 20 %: mean 0.82, sample std 0.02
     assert row_b[1] == "70.0 ± 0.0"
     assert (table.mark(i_a, 1), table.mark(i_c, 1), table.mark(i_b, 1)) == (BEST, SECOND, 0)
-    markdown = tables.to_markdown(table)
+    markdown = render.to_markdown(table)
     assert "| a | **82.0 ± 2.0** |" in markdown
     assert "| c | <u>76.0 ± 1.0</u> |" in markdown
     assert markdown.splitlines()[0].startswith("| method | 20 % F1 | 20 % κ | 20 % Acc |")
@@ -103,10 +106,10 @@ def test_robustness_table_states_the_normalisation():
 
 
 def test_ci_table_shows_interval_or_says_unavailable(summary):
-    table = tables.ci_table(summary, "toy")
+    table = tables.ci_table(summary, "toy", "f1_macro")
     assert re.fullmatch(r"82\.0 \[\d+\.\d, \d+\.\d\]", table.rows[0][1])
     short = stats.summarise(_frame()[lambda f: f["seed"] < 2], METRICS)
-    assert tables.ci_table(short, "toy").rows[0][1].endswith("(CI n/a)")
+    assert tables.ci_table(short, "toy", "f1_macro").rows[0][1].endswith("(CI n/a)")
 
 
 def _strip_escaped(text: str) -> str:
@@ -115,7 +118,7 @@ def _strip_escaped(text: str) -> str:
 
 def test_latex_table_is_structurally_sound(summary):
     table = tables.main_table(summary, "toy")
-    latex = tables.to_latex(table)
+    latex = render.to_latex(table)
     lines = latex.splitlines()
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert lines.count(rule) == 1
@@ -140,7 +143,7 @@ def test_latex_table_is_structurally_sound(summary):
 
 
 def test_latex_escape_handles_specials():
-    assert tables.latex_escape("a_b & 5% #1 ~x^2 {y}") == (
+    assert render.latex_escape("a_b & 5% #1 ~x^2 {y}") == (
         r"a\_b \& 5\% \#1 \textasciitilde{}x\textasciicircum{}2 \{y\}"
     )
 
@@ -149,7 +152,7 @@ def test_markdown_escapes_pipes_and_aligns_numbers():
     table = tables.Table(
         name="t", title="t", header=("name", "value"), rows=(("a|b", "1.0"), ("c", "2.0"))
     )
-    lines = tables.to_markdown(table).splitlines()
+    lines = render.to_markdown(table).splitlines()
     assert lines[1] == "|:---|---:|"
     assert lines[2] == r"| a\|b | 1.0 |"
 
@@ -182,3 +185,81 @@ def test_published_numbers_are_compared_with_our_ci():
     two_seeds = stats.summarise(pd.DataFrame(rows[:2]), ("f1_macro",))
     assert reference.compare(paper, two_seeds, "mmc-amd").iloc[0]["inside_ci"] is None
     assert reference.compare(paper, summary.assign(dataset="synthetic-retina"), "x").empty
+
+
+def test_table_membership_order_and_reference_columns_come_from_the_specs():
+    assert tables.table_metrics("main") == ("f1_macro", "kappa", "accuracy")
+    assert tables.table_metrics("ece") == ("ece",)
+    assert tables.headline_metrics() == ("f1_macro", "kappa", "accuracy", "ece")
+    columns = {column: spec.key for column, spec in reference.reference_columns().items()}
+    assert list(columns.items()) == [
+        ("f1", "f1_macro"),
+        ("kappa", "kappa"),
+        ("accuracy", "accuracy"),
+        ("ece", "ece"),
+    ]
+    scales = {c: s.reference_scale for c, s in reference.reference_columns().items()}
+    assert scales == {"f1": 0.01, "kappa": 0.01, "accuracy": 0.01, "ece": 1.0}
+
+
+def test_ci_and_ece_notes_state_the_settings_the_code_uses(summary):
+    note = tables.ci_table(summary, "toy", "f1_macro").note
+    assert f"{stats.N_RESAMPLES} resamples, seed {stats.BOOTSTRAP_SEED}" in note
+    assert f"fewer than {stats.MIN_SEEDS_FOR_CI} seeds" in note
+    assert "only 10 distinct resamples" in note  # 3 seeds: C(5, 3) multisets
+    for n in (2, 3, 4):
+        multisets = {tuple(sorted(c)) for c in itertools.product(range(n), repeat=n)}
+        assert tables.distinct_resamples(n) == len(multisets)
+    bins = metric_spec("ece").params["n_bins"]
+    assert f"{bins} equal-width bins" in tables.ece_table(summary, "toy").note
+
+
+def _every_metric_frame() -> pd.DataFrame:
+    """Two methods x two rates x three seeds, a value for every registered metric: 'a' is
+    better than 'b' in every metric's direction at 20 %, worse at 40 %; NLL is about 1.2."""
+    rows = []
+    for rate in (0.2, 0.4):
+        for method in ("a", "b"):
+            for seed in range(3):
+                good = (method == "a") == (rate == 0.2)
+                row = {"method": method, "dataset": "toy", "rate": rate, "seed": seed}
+                for key in metric_keys():
+                    high = metric_spec(key).higher_is_better
+                    value = 0.6 + 0.01 * seed + (0.1 if good == high else 0.0)
+                    row[key] = 2 * value if key == "nll" else value
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_all_metrics_table_shows_every_metric_ranked_within_each_rate():
+    frame = _every_metric_frame()
+    summary = stats.summarise(frame, metric_keys())
+    table = tables.all_metrics_table(summary, "toy")
+    labels = tuple(metric_spec(k).label for k in metric_keys())
+    assert table.header == ("rate", "method", *labels)
+    assert [row[:2] for row in table.rows] == [
+        ("20 %", "a"),
+        ("20 %", "b"),
+        ("40 %", "a"),
+        ("40 %", "b"),
+    ]
+    best_at_20, best_at_40 = table.marks[0], table.marks[3]
+    assert best_at_20[:2] == (0, 0) and set(best_at_20[2:]) == {BEST}
+    assert set(best_at_40[2:]) == {BEST}
+    assert set(table.marks[1][2:]) == set(table.marks[2][2:]) == {SECOND}
+    nll = table.header.index("NLL")
+    assert table.rows[1][nll] == "1.420 ± 0.020"  # as stored, three decimals
+    assert table.rows[0][table.header.index("F1")] == "71.0 ± 1.0"  # in %
+    assert "in % except NLL (as stored)" in table.note
+    assert "higher is better except NLL, Brier, ECE, ECE10, AECE (lower)" in table.note
+    assert "not recorded" not in table.note
+
+
+def test_all_metrics_table_leaves_out_metrics_no_run_recorded():
+    frame = _every_metric_frame().assign(auroc=math.nan)
+    table = tables.all_metrics_table(stats.summarise(frame, metric_keys()), "toy")
+    assert "AUROC" not in table.header
+    assert len(table.header) == 2 + len(metric_keys()) - 1
+    assert table.note.endswith("not recorded by these runs: AUROC.")
+    markdown = render.to_markdown(table)
+    assert markdown.splitlines()[1] == "|:---|:---|" + "---:|" * (len(table.header) - 2)

@@ -18,17 +18,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import ConfigError, DataError, UnknownNameError
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import metric_keys, metric_spec, metric_specs
 from bench.report import figures, reference, stats
 from bench.report.collect import SETTING, ExperimentRuns, collect
 from bench.report.pdf import Subheading, table_pages, text_pages, write_pdf
+from bench.report.render import to_latex, to_markdown
 from bench.report.tables import (
-    REPORT_METRICS,
+    CI,
     Table,
+    all_metrics_table,
     ci_table,
     cost_table,
     ece_table,
     efficiency_table,
+    headline_metrics,
     main_table,
     provenance_table,
     published_table,
@@ -36,8 +39,7 @@ from bench.report.tables import (
     relative_table,
     robustness_table,
     stats_table,
-    to_latex,
-    to_markdown,
+    unit_suffix,
     utc,
 )
 
@@ -58,26 +60,37 @@ RC = {"svg.hashsalt": "kedr-bench", "font.size": 9}  # fixed SVG ids: reproducib
 PNG_DPI = 150
 RELIABILITY_ROWS = 4  # methods per reliability figure (one PDF page)
 
-METRIC_DEFINITIONS = [
-    "- F1: macro-averaged F1 over the classes present in the labels or predictions "
-    "(primary metric). κ: Cohen's kappa, unweighted, over all classes. Acc: accuracy.",
-    "- ECE: expected calibration error of the top-label confidence (the largest class "
-    "probability) with 15 equal-width bins on [0, 1], each bin (lo, hi] (a confidence of 0 "
-    "goes to the first bin), ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|, shown in % "
-    "(Naeini et al. 2015; Guo et al. 2017). Lower is better.",
-    "- Tables: mean ± sample standard deviation (ddof 1) over seeds, in %; best per column "
-    "in bold, second underlined, ranked on the values as shown.",
-    "- 95 % CI: percentile bootstrap of the mean over seeds (Efron 1979), 9999 resamples, "
-    "seed 0; unavailable with fewer than 3 seeds.",
-    "- Robustness: trapezoid area under the metric-vs-missing-rate curve over the rates "
-    "every method has, divided by their span (the curve's mean level), per seed.",
-    "- Statistics: two-sided Wilcoxon signed-rank test (Wilcoxon 1945) of each method against "
-    "the reference over the paired (dataset, rate, seed) cells, zero differences dropped, "
-    "mid-ranks for ties, exact p-value over all sign patterns up to 50 pairs (normal "
-    "approximation beyond); Holm (1979) correction over the methods, per metric; "
-    "win/tie/loss counts; probability of improvement P(X > Y) + 0.5 P(X = Y) over the "
-    "paired cells.",
-]
+
+def metric_definitions() -> list[str]:
+    """One line per registered metric (its spec's label, key, direction, display and
+    definition), then how tables, intervals, robustness and statistics are computed; every
+    number is read from the specs and the constants of :mod:`bench.report.stats`."""
+    lines = []
+    for spec in metric_specs():
+        primary = ", the primary metric" if spec.key == PRIMARY else ""
+        better = "higher" if spec.higher_is_better else "lower"
+        shown = "in %" if spec.display == "percent" else "as stored"
+        lines.append(
+            f"- {spec.label} ({spec.key}{primary}; {better} is better; {shown}): {spec.describe()}"
+        )
+    raw = ", ".join(s.label for s in metric_specs() if s.display != "percent")
+    return [
+        *lines,
+        "- Tables: mean ± sample standard deviation (ddof 1) over seeds, in %"
+        + (f" (except {raw}, as stored)" if raw else "")
+        + "; best per column in bold, second underlined, ranked on the values as shown.",
+        f"- {CI} CI: percentile bootstrap of the mean over seeds (Efron 1979), "
+        f"{stats.N_RESAMPLES} resamples, seed {stats.BOOTSTRAP_SEED}; unavailable with fewer "
+        f"than {stats.MIN_SEEDS_FOR_CI} seeds.",
+        "- Robustness: trapezoid area under the metric-vs-missing-rate curve over the rates "
+        "every method has, divided by their span (the curve's mean level), per seed.",
+        "- Statistics: two-sided Wilcoxon signed-rank test (Wilcoxon 1945) of each method "
+        "against the reference over the paired (dataset, rate, seed) cells, zero differences "
+        "dropped, mid-ranks for ties, exact p-value over all sign patterns up to "
+        f"{stats.EXACT_MAX_PAIRS} pairs (normal approximation beyond); Holm (1979) correction "
+        "over the methods, per metric; win/tie/loss counts; probability of improvement "
+        "P(X > Y) + 0.5 P(X = Y) over the paired cells.",
+    ]
 
 
 @dataclass(frozen=True)
@@ -135,10 +148,13 @@ def _assemble(
             f"--reference {ref!r} did not run in experiment {runs.experiment!r}: choose one of "
             f"{', '.join(methods)}"
         )
-    summary = stats.summarise(frame, REPORT_METRICS)
-    robust = stats.robustness(frame, REPORT_METRICS)
+    headline = headline_metrics()
+    summary = stats.summarise(frame, headline)
+    every_metric = stats.summarise(frame, metric_keys())
+    robust = stats.robustness(frame, headline)
     comparisons = {
-        m: stats.compare_to_reference(frame, ref, m, HIGHER_IS_BETTER[m]) for m in REPORT_METRICS
+        m: stats.compare_to_reference(frame, ref, m, metric_spec(m).higher_is_better)
+        for m in headline
     }
     paper = reference.published(reference_dir)
     claims = reference.relative(reference_dir)
@@ -163,7 +179,8 @@ def _assemble(
             main_table(summary, dataset),
             ece_table(summary, dataset),
             robustness_table(robust, dataset),
-            ci_table(summary, dataset),
+            ci_table(summary, dataset, PRIMARY),
+            all_metrics_table(every_metric, dataset),
             _curves(summary, dataset, colours),
             *_reliability(part, predictions, dataset),
             *_confidences(part, predictions, dataset),
@@ -177,6 +194,7 @@ def _assemble(
 
     frames = {
         "summary": summary,
+        "summary_all_metrics": every_metric,
         "robustness": robust,
         f"stats_vs_{ref.replace(':', '_')}": comparison,
         "published_comparison": pd.concat(published_frames, ignore_index=True),
@@ -214,7 +232,7 @@ def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
         "mechanism, modality, seed), so every method sees the same masks and comparisons are "
         "paired. Model selection uses the validation split only; the test split is scored "
         "once. Metrics are computed from saved class probabilities.",
-        *METRIC_DEFINITIONS,
+        *metric_definitions(),
     ]
     return (
         [Paragraph(t) for t in text]
@@ -233,11 +251,13 @@ def _pool(part: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFr
 
 
 def _curves(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> FigureBlock:
+    specs = [metric_spec(m) for m in headline_metrics()]
     return FigureBlock(
         f"{dataset}_curves",
         figures.curves_figure(summary, dataset, colours),
-        f"{dataset}: F1, κ, accuracy and ECE (%) against the missing rate, one line per method "
-        "(mean over seeds), with the 95 % bootstrap CI as a band where there are 3 or more seeds.",
+        f"{dataset}: {', '.join(s.label for s in specs)}{unit_suffix(specs)} against "
+        f"the missing rate, one line per method (mean over seeds), with the {CI} bootstrap CI "
+        f"as a band where there are {stats.MIN_SEEDS_FOR_CI} or more seeds.",
     )
 
 

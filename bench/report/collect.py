@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError, UnknownNameError
-from bench.metrics import METRIC_KEYS
+from bench.metrics import metric_keys
 from bench.tracking import Tracker
 
 SETTING = ("mechanism", "modality", "apply_to")
@@ -24,7 +24,7 @@ class ExperimentRuns:
     """One row per reported cell (``frame``), and how to read a run's artifacts.
 
     ``frame`` columns: method, dataset, rate, seed, run_id, cell_hash, git_commit, end_time
-    (ms since the epoch), :data:`SETTING` and :data:`bench.metrics.METRIC_KEYS`, sorted by
+    (ms since the epoch), :data:`SETTING` and :func:`bench.metrics.metric_keys`, sorted by
     dataset, method, rate, seed. ``superseded`` counts older FINISHED runs of a (method,
     dataset, rate, seed) whose recipe changed since (the newest speaks for it);
     ``not_finished`` counts the cells whose latest run did not finish, by status.
@@ -93,7 +93,7 @@ def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
             "end_time": end_times.get(run.run_id, run.start_time),
         }
         row.update({key: run.tags.get(key, "") for key in SETTING})
-        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in METRIC_KEYS})
+        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in metric_keys()})
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values(["end_time", "run_id"])
     settings = sorted({tuple(row) for row in frame[list(SETTING)].to_numpy()})

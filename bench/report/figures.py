@@ -2,11 +2,11 @@
 rendered by the Agg (PNG) and vector (PDF, SVG) backends.
 
 - Reliability diagrams (Guo et al. 2017, "On Calibration of Modern Neural Networks"; DeGroot
-  & Fienberg 1983): top-label confidence in 15 equal-width bins (lo, hi], accuracy per bin
+  & Fienberg 1983): top-label confidence in the ECE's equal-width bins (lo, hi], accuracy per bin
   as bars, the gap to the bin's mean confidence shaded, bin counts below; seeds pooled.
 - Branch-confidence densities (KEDR, Li et al. 2026, confidence-aware fusion): the
   per-sample confidences ``conf_*`` split by which modality is missing.
-- Metric-vs-missing-rate curves: mean over seeds with the 95 % bootstrap CI as a band.
+- Metric-vs-missing-rate curves: mean over seeds with the bootstrap CI as a band.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from bench.metrics import expected_calibration_error, reliability_bins
-from bench.report.tables import LABELS, REPORT_METRICS, rate_label
+from bench.metrics import expected_calibration_error, metric_spec, reliability_bins
+from bench.report.tables import CI, headline_metrics, rate_label
 
-N_BINS = 15
 DENSITY_BINS = 25
 
 
@@ -36,6 +35,11 @@ def probabilities(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (n, K) and integer labels (n,) of a predictions frame."""
     columns = [c for c in predictions.columns if c.startswith("prob_")]
     return predictions[columns].to_numpy(np.float64), predictions["label"].to_numpy(np.int64)
+
+
+def ece_bins() -> int:
+    """The bin count of the registered ``ece`` metric, which the reliability diagrams show."""
+    return metric_spec("ece").params["n_bins"]
 
 
 def _margins(fig: Figure, left: float, right: float, top: float, bottom: float) -> dict:
@@ -52,10 +56,11 @@ def _margins(fig: Figure, left: float, right: float, top: float, bottom: float) 
 
 def _reliability_panel(ax, ax_count, predictions: pd.DataFrame, title: str) -> None:
     probs, labels = probabilities(predictions)
-    bins = reliability_bins(probs, labels, N_BINS)
-    ece = expected_calibration_error(probs, labels, N_BINS)
+    n_bins = ece_bins()
+    bins = reliability_bins(probs, labels, n_bins)
+    ece = expected_calibration_error(probs, labels, n_bins)
     filled = bins["count"] > 0
-    left, width = bins["lower"][filled], 1.0 / N_BINS
+    left, width = bins["lower"][filled], 1.0 / n_bins
     accuracy, confidence = bins["accuracy"][filled], bins["confidence"][filled]
     ax.bar(
         left,
@@ -99,7 +104,7 @@ def reliability_figure(
     """A grid of reliability diagrams: one row per method, one column per rate."""
     fig = Figure(figsize=(2.4 * len(rates) + 0.8, 3.0 * len(methods) + 1.1))
     fig.suptitle(
-        f"{dataset}: reliability diagrams (15 equal-width bins, top-label; seeds pooled)",
+        f"{dataset}: reliability diagrams ({ece_bins()} equal-width bins, top-label; seeds pooled)",
         fontsize=10,
         y=1 - 0.15 / fig.get_size_inches()[1],
         va="top",
@@ -195,23 +200,25 @@ def confidence_figure(predictions: pd.DataFrame, dataset: str, method: str) -> F
 
 
 def curves_figure(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]) -> Figure:
-    """Metric vs missing rate per method: mean over seeds, 95 % bootstrap CI band."""
+    """Metric vs missing rate per method: mean over seeds, bootstrap CI band."""
     part = summary[summary["dataset"] == dataset]
-    fig = Figure(figsize=(3.1 * len(REPORT_METRICS) + 0.4, 4.0))
+    specs = [metric_spec(m) for m in headline_metrics()]
+    fig = Figure(figsize=(3.1 * len(specs) + 0.4, 4.0))
     fig.suptitle(
-        f"{dataset}: metrics vs missing rate (mean over seeds, band: 95 % bootstrap CI)",
+        f"{dataset}: metrics vs missing rate (mean over seeds, band: {CI} bootstrap CI)",
         fontsize=10,
     )
     fig.subplots_adjust(wspace=0.3, **_margins(fig, 0.6, 0.2, 0.7, 1.0))
     rates = sorted(part["rate"].unique())
-    for k, metric in enumerate(REPORT_METRICS):
-        ax = fig.add_subplot(1, len(REPORT_METRICS), k + 1)
-        for method, curve in part[part["metric"] == metric].groupby("method", sort=True):
+    for k, spec in enumerate(specs):
+        ax = fig.add_subplot(1, len(specs), k + 1)
+        scale = 100 if spec.display == "percent" else 1
+        for method, curve in part[part["metric"] == spec.key].groupby("method", sort=True):
             curve = curve.sort_values("rate")
             x = 100 * curve["rate"].to_numpy()
             ax.plot(
                 x,
-                100 * curve["mean"],
+                scale * curve["mean"],
                 marker="o",
                 ms=3,
                 lw=1.4,
@@ -221,14 +228,15 @@ def curves_figure(summary: pd.DataFrame, dataset: str, colours: dict[str, tuple]
             band = curve["ci_low"].notna().to_numpy()
             ax.fill_between(
                 x[band],
-                100 * curve["ci_low"][band],
-                100 * curve["ci_high"][band],
+                scale * curve["ci_low"][band],
+                scale * curve["ci_high"][band],
                 color=colours[method],
                 alpha=0.18,
                 lw=0,
             )
         ax.set_xticks([100 * r for r in rates])
-        ax.set(xlabel="missing rate (%)", title=f"{LABELS[metric]} (%)")
+        unit = " (%)" if spec.display == "percent" else ""
+        ax.set(xlabel="missing rate (%)", title=f"{spec.label}{unit}")
         ax.grid(alpha=0.3)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
-from bench.report.tables import BEST, SECOND, Table, numeric_column
+from bench.report.render import numeric_column
+from bench.report.tables import BEST, SECOND, Table
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 MARGIN = 0.5  # inches

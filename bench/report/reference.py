@@ -3,7 +3,9 @@
 Absolute numbers (``kedr_paper_mmc_amd.csv``, ``kedr_paper_other_datasets.csv``) hold F1,
 kappa and accuracy in % and ECE as a fraction, as the paper prints them; relative claims
 (``kedr_paper_relative.csv``) hold differences in percentage points. Methods are matched by
-our registry name (``kedr``, ``shaspec``, ``kedr:no-ot``) and datasets by card name.
+our registry name (``kedr``, ``shaspec``, ``kedr:no-ot``) and datasets by card name; a
+column is matched to the metric whose :class:`~bench.metrics.MetricSpec` names it as its
+``reference`` (``f1`` -> ``f1_macro``), scaled by its ``reference_scale``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.tables import rate_label, signed
+from bench.metrics import MetricSpec, metric_specs
+from bench.report.tables import in_table_order, rate_label, signed
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 ABSOLUTE_FILES = ("kedr_paper_mmc_amd.csv", "kedr_paper_other_datasets.csv")
 RELATIVE_FILE = "kedr_paper_relative.csv"
 COST_FILE = "kedr_paper_cost.csv"
-METRIC_OF = {"f1": "f1_macro", "kappa": "kappa", "accuracy": "accuracy", "ece": "ece"}
-PERCENT = ("f1", "kappa", "accuracy")
 BEST_BASELINE = "best-baseline"
 TABLE_ORDER = {"main": 0, "ece": 1}
+
+
+def reference_columns() -> dict[str, MetricSpec]:
+    """Published-CSV column -> the registered metric it holds, in the report's table order."""
+    specs = in_table_order([s for s in metric_specs() if s.reference])
+    return {s.reference: s for s in specs}
 
 
 def published(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
@@ -34,15 +41,15 @@ def published(reference_dir: Path = REFERENCE_DIR) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["table", "method", "dataset", "rate", "metric", "value"])
     wide = pd.concat(frames, ignore_index=True)
+    columns = reference_columns()
     long = wide.melt(
         id_vars=["table", "method", "dataset", "rate", "note", "source"],
-        value_vars=list(METRIC_OF),
+        value_vars=[c for c in columns if c in wide.columns],
         var_name="column",
         value_name="value",
     ).dropna(subset=["value"])
-    scale = long["column"].map(lambda c: 0.01 if c in PERCENT else 1.0)
-    long["value"] = long["value"] * scale
-    long["metric"] = long["column"].map(METRIC_OF)
+    long["value"] = long["value"] * long["column"].map(lambda c: columns[c].reference_scale)
+    long["metric"] = long["column"].map(lambda c: columns[c].key)
     return long.drop(columns="column").sort_values(["dataset", "table", "method", "rate", "metric"])
 
 
@@ -65,7 +72,9 @@ def compare(paper: pd.DataFrame, summary: pd.DataFrame, dataset: str) -> pd.Data
     ours = summary[summary["dataset"] == dataset].set_index(["method", "rate", "metric"])
     published = paper[paper["dataset"] == dataset].assign(
         order=lambda f: f["table"].map(lambda t: TABLE_ORDER.get(t, len(TABLE_ORDER))),
-        metric_order=lambda f: f["metric"].map(list(METRIC_OF.values()).index),
+        metric_order=lambda f: f["metric"].map(
+            {s.key: i for i, s in enumerate(reference_columns().values())}
+        ),
     )
     published = published.sort_values(["order", "method", "metric_order", "rate", "table"])
     # the same number printed in two tables (the full model in an ablation) is shown once
@@ -131,7 +140,7 @@ def compare_relative(claims: pd.DataFrame, summary: pd.DataFrame, dataset: str) 
     ours = summary[summary["dataset"] == dataset]
     rows = []
     for claim in claims[claims["dataset"] == dataset].itertuples():
-        metric = METRIC_OF[claim.metric]
+        metric = reference_columns()[claim.metric].key
         cell = ours[(ours["rate"] == claim.rate) & (ours["metric"] == metric)]
         means = dict(zip(cell["method"], cell["mean"], strict=True))
         baselines = {m: v for m, v in means.items() if not m.startswith("kedr")}

@@ -1,28 +1,29 @@
-"""Paper-style tables from the summaries of :mod:`bench.report.stats`, rendered as Markdown
-and LaTeX (booktabs). Values are shown in %, mean ± sample std over seeds; in each column
-the best value is bold and the second underlined, ranked on the values as shown (so equal
-shown values share a mark), in the metric's direction (ECE: lower is better).
+"""Paper-style tables (:class:`Table`) built from the summaries of :mod:`bench.report.stats`;
+:mod:`bench.report.render` writes them as Markdown and LaTeX, :mod:`bench.report.pdf` draws
+them. Values are mean ± sample std over seeds, in % or as stored as each metric's
+:class:`~bench.metrics.MetricSpec` says; in each column the best value is bold and the
+second underlined, ranked on the values as shown (so equal shown values share a mark), in
+the metric's direction (ECE: lower is better). Which metrics a table shows, their labels
+and directions are read from the metric registry when the table is built.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import pandas as pd
 
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import MetricSpec, metric_spec, metric_specs
+from bench.report.stats import BOOTSTRAP_SEED, CONFIDENCE, MIN_SEEDS_FOR_CI, N_RESAMPLES
 
-MAIN_METRICS = ("f1_macro", "kappa", "accuracy")
-REPORT_METRICS = (*MAIN_METRICS, "ece")
-LABELS = {"f1_macro": "F1", "kappa": "κ", "accuracy": "Acc", "ece": "ECE"}
-DECIMALS = 1
+DECIMALS = 1  # in %
+RAW_EXTRA_DECIMALS = 2  # a value shown as stored gets two more decimals than one in %
 BEST, SECOND = 1, 2
 DASH = "–"
 MINUS = "−"
-NUMERIC = re.compile(r"^([−+<\-]?[\d.]+([\s%†/]|$)|–$|n/a$)")
+CI = f"{100 * CONFIDENCE:g} %"
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,22 @@ class Table:
     def mark(self, i: int, j: int) -> int:
         return self.marks[i][j] if self.marks else 0
 
-    def flat_header(self) -> tuple[str, ...]:
-        """Column labels with their group label in front, for formats without spans."""
-        if not self.groups:
-            return self.header
-        spans = [label for label, width in self.groups for _ in range(width)]
-        return (self.header[0], *(f"{g} {h}" for g, h in zip(spans, self.header[1:], strict=True)))
+
+def in_table_order(specs: list[MetricSpec]) -> list[MetricSpec]:
+    """Sorted as report tables show them: by ``order`` (unordered last), then registration."""
+    index = {spec.key: i for i, spec in enumerate(metric_specs())}
+    return sorted(specs, key=lambda s: (s.order is None, s.order or 0, index[s.key]))
 
 
-def numeric_column(texts: list[str]) -> bool:
-    """Whether every text of a column is a number as shown (so it is right-aligned)."""
-    return all(NUMERIC.match(text) for text in texts)
+def table_metrics(table: str) -> tuple[str, ...]:
+    """The metrics whose spec puts them in report table ``table`` (``main``, ``ece``)."""
+    return tuple(s.key for s in in_table_order([s for s in metric_specs() if table in s.tables]))
+
+
+def headline_metrics() -> tuple[str, ...]:
+    """The metrics of the main and ECE tables: those of the robustness table, the paired
+    statistics and the curves."""
+    return tuple(s.key for s in in_table_order([s for s in metric_specs() if s.tables]))
 
 
 def rate_label(rate: float) -> str:
@@ -68,29 +74,64 @@ def percent(value: float, decimals: int = DECIMALS) -> str:
     return DASH if math.isnan(value) else signed(f"{100 * value:.{decimals}f}")
 
 
-def mean_std(mean: float, std: float, n: int = 0, n_max: int = 0) -> str:
-    """'85.0 ± 1.2' in %; the mean alone without a std; '†' when fewer seeds than n_max."""
+def shown(value: float, display: str = "percent", decimals: int = DECIMALS) -> str:
+    """A value in % (``decimals`` decimals) or as stored (two more), per the metric's display."""
+    if display == "percent":
+        return percent(value, decimals)
+    return DASH if math.isnan(value) else signed(f"{value:.{decimals + RAW_EXTRA_DECIMALS}f}")
+
+
+def mean_std(mean: float, std: float, n: int = 0, n_max: int = 0, display: str = "percent") -> str:
+    """'85.0 ± 1.2' (in % unless ``display`` is raw); the mean alone without a std; '†' when
+    fewer seeds than n_max."""
     if math.isnan(mean):
         return DASH
-    text = percent(mean) if math.isnan(std) else f"{percent(mean)} ± {percent(std)}"
+    text = shown(mean, display) + ("" if math.isnan(std) else f" ± {shown(std, display)}")
     return text + ("†" if n < n_max else "")
 
 
-def rank_marks(values: list[float], higher_is_better: bool) -> list[int]:
+def rank_marks(values: list[float], higher_is_better: bool, display: str = "percent") -> list[int]:
     """BEST for every value equal (as shown) to the best, SECOND for the next distinct value;
     no marks when fewer than two values are finite."""
-    shown = [round(100 * v, DECIMALS) if not math.isnan(v) else math.nan for v in values]
-    distinct = sorted({v for v in shown if not math.isnan(v)}, reverse=higher_is_better)
-    if sum(not math.isnan(v) for v in shown) < 2:
+    scale, decimals = (
+        (100, DECIMALS) if display == "percent" else (1, DECIMALS + RAW_EXTRA_DECIMALS)
+    )
+    shown_values = [round(scale * v, decimals) if not math.isnan(v) else math.nan for v in values]
+    distinct = sorted({v for v in shown_values if not math.isnan(v)}, reverse=higher_is_better)
+    if sum(not math.isnan(v) for v in shown_values) < 2:
         return [0] * len(values)
     order = {v: rank for rank, v in enumerate(distinct[:2], start=BEST)}
-    return [order.get(v, 0) for v in shown]
+    return [order.get(v, 0) for v in shown_values]
 
 
-def _columns_marked(columns: list[list[float]], higher: list[bool]) -> list[tuple[int, ...]]:
+def _columns_marked(columns: list[list[float]], specs: list[MetricSpec]) -> list[tuple[int, ...]]:
     """Per-row marks from per-column values (columns[j][i] is row i of column j)."""
-    ranked = [rank_marks(values, h) for values, h in zip(columns, higher, strict=True)]
+    ranked = [
+        rank_marks(values, s.higher_is_better, s.display)
+        for values, s in zip(columns, specs, strict=True)
+    ]
     return [(0, *row) for row in zip(*ranked, strict=True)]
+
+
+def _labels(specs: list[MetricSpec]) -> str:
+    return ", ".join(s.label for s in specs)
+
+
+def unit_suffix(specs: list[MetricSpec]) -> str:
+    """' (%)' when every metric is shown in %, else which are shown as stored."""
+    raw = [s for s in specs if s.display != "percent"]
+    if not raw:
+        return " (%)"
+    return "" if len(raw) == len(specs) else f" (% except {_labels(raw)})"
+
+
+def _direction(specs: list[MetricSpec]) -> str:
+    lower = [s for s in specs if not s.higher_is_better]
+    if not lower:
+        return "higher is better"
+    if len(lower) == len(specs):
+        return "lower is better"
+    return f"higher is better except {_labels(lower)} (lower)"
 
 
 def _seed_note(part: pd.DataFrame) -> str:
@@ -105,41 +146,44 @@ def metric_table(summary: pd.DataFrame, dataset: str, metrics: tuple[str, ...], 
     cells = part.set_index(["method", "rate", "metric"])
     methods = sorted(part["method"].unique())
     rates = sorted(part["rate"].unique())
+    specs = [metric_spec(m) for m in metrics]
     n_max = int(part["n"].max())
-    columns = [(r, m) for r in rates for m in metrics]
+    columns = [(r, s) for r in rates for s in specs]
     rows, values = [], []
     for method in methods:
         texts, numbers = [method], []
-        for key in columns:
-            cell = cells.loc[(method, *key)] if (method, *key) in cells.index else None
+        for rate, spec in columns:
+            key = (method, rate, spec.key)
+            cell = cells.loc[key] if key in cells.index else None
             mean = math.nan if cell is None else float(cell["mean"])
             std = math.nan if cell is None else float(cell["std"])
-            texts.append(mean_std(mean, std, 0 if cell is None else int(cell["n"]), n_max))
+            n = 0 if cell is None else int(cell["n"])
+            texts.append(mean_std(mean, std, n, n_max, spec.display))
             numbers.append(mean)
         rows.append(tuple(texts))
         values.append(numbers)
     by_column = [list(col) for col in zip(*values, strict=True)]
-    marks = _columns_marked(by_column, [HIGHER_IS_BETTER[m] for _, m in columns])
-    what = ", ".join(LABELS[m] for m in metrics)
-    direction = "lower is better" if metrics == ("ece",) else "higher is better"
     return Table(
         name=f"{dataset}_{name}",
-        title=f"{dataset}: {what} (%) by missing rate",
-        header=("method", *(LABELS[m] for _, m in columns)),
+        title=f"{dataset}: {_labels(specs)}{unit_suffix(specs)} by missing rate",
+        header=("method", *(s.label for _, s in columns)),
         rows=tuple(rows),
-        marks=tuple(marks),
-        groups=tuple((rate_label(r), len(metrics)) for r in rates),
-        note=f"{_seed_note(part)}; {direction}; best per column in bold, second underlined.",
+        marks=tuple(_columns_marked(by_column, [s for _, s in columns])),
+        groups=tuple((rate_label(r), len(specs)) for r in rates),
+        note=(
+            f"{_seed_note(part)}; {_direction(specs)}; best per column in bold, second underlined."
+        ),
     )
 
 
 def main_table(summary: pd.DataFrame, dataset: str) -> Table:
-    return metric_table(summary, dataset, MAIN_METRICS, "main")
+    return metric_table(summary, dataset, table_metrics("main"), "main")
 
 
 def ece_table(summary: pd.DataFrame, dataset: str) -> Table:
-    table = metric_table(summary, dataset, ("ece",), "ece")
-    note = "top-label ECE, 15 equal-width bins (lo, hi] (Guo et al. 2017); " + table.note
+    table = metric_table(summary, dataset, table_metrics("ece"), "ece")
+    bins = metric_spec("ece").params["n_bins"]
+    note = f"top-label ECE, {bins} equal-width bins (lo, hi] (Guo et al. 2017); " + table.note
     return replace(table, note=note)
 
 
@@ -148,13 +192,14 @@ def robustness_table(robust: pd.DataFrame, dataset: str) -> Table:
     part = robust[robust["dataset"] == dataset]
     cells = part.set_index(["method", "metric"])
     methods = sorted(part["method"].unique())
+    specs = [metric_spec(m) for m in headline_metrics()]
     n_max = int(part["n"].max())
-    rows, by_column = [], [[] for _ in REPORT_METRICS]
+    rows, by_column = [], [[] for _ in specs]
     for method in methods:
         texts = [method]
-        for j, metric in enumerate(REPORT_METRICS):
-            cell = cells.loc[(method, metric)]
-            texts.append(mean_std(cell["mean"], cell["std"], int(cell["n"]), n_max))
+        for j, spec in enumerate(specs):
+            cell = cells.loc[(method, spec.key)]
+            texts.append(mean_std(cell["mean"], cell["std"], int(cell["n"]), n_max, spec.display))
             by_column[j].append(float(cell["mean"]))
         rows.append(tuple(texts))
     rates = (
@@ -162,10 +207,13 @@ def robustness_table(robust: pd.DataFrame, dataset: str) -> Table:
     )
     return Table(
         name=f"{dataset}_robustness",
-        title=f"{dataset}: robustness, area under the metric-vs-missing-rate curve (%)",
-        header=("method", *(LABELS[m] for m in REPORT_METRICS)),
+        title=(
+            f"{dataset}: robustness, area under the metric-vs-missing-rate curve"
+            f"{unit_suffix(specs)}"
+        ),
+        header=("method", *(s.label for s in specs)),
         rows=tuple(rows),
-        marks=tuple(_columns_marked(by_column, [HIGHER_IS_BETTER[m] for m in REPORT_METRICS])),
+        marks=tuple(_columns_marked(by_column, specs)),
         note=(
             f"trapezoid area over the rates every method has ({rates or 'none'}), divided by "
             "their span, so a value is the curve's mean level; per seed, then "
@@ -174,8 +222,14 @@ def robustness_table(robust: pd.DataFrame, dataset: str) -> Table:
     )
 
 
-def ci_table(summary: pd.DataFrame, dataset: str, metric: str = "f1_macro") -> Table:
-    """Methods x rates: mean [95 % bootstrap CI] of ``metric`` (%)."""
+def distinct_resamples(n: int) -> int:
+    """Distinct bootstrap resamples (multisets) of n values: C(2n - 1, n)."""
+    return math.comb(2 * n - 1, n)
+
+
+def ci_table(summary: pd.DataFrame, dataset: str, metric: str) -> Table:
+    """Methods x rates: mean [bootstrap CI] of ``metric``."""
+    spec = metric_spec(metric)
     part = summary[(summary["dataset"] == dataset) & (summary["metric"] == metric)]
     cells = part.set_index(["method", "rate"])
     rates = sorted(part["rate"].unique())
@@ -187,32 +241,83 @@ def ci_table(summary: pd.DataFrame, dataset: str, metric: str = "f1_macro") -> T
                 texts.append(DASH)
                 continue
             cell = cells.loc[(method, rate)]
-            interval = (
-                f"[{percent(cell['ci_low'])}, {percent(cell['ci_high'])}]"
-                if not math.isnan(cell["ci_low"])
-                else "(CI n/a)"
-            )
-            texts.append(f"{percent(cell['mean'])} {interval}")
+            low, high = (shown(cell[c], spec.display) for c in ("ci_low", "ci_high"))
+            interval = f"[{low}, {high}]" if not math.isnan(cell["ci_low"]) else "(CI n/a)"
+            texts.append(f"{shown(cell['mean'], spec.display)} {interval}")
         rows.append(tuple(texts))
     return Table(
         name=f"{dataset}_ci_{metric}",
-        title=f"{dataset}: {LABELS[metric]} (%), mean and 95 % bootstrap CI over seeds",
+        title=(
+            f"{dataset}: {spec.label}{unit_suffix([spec])}, mean and {CI} bootstrap CI over seeds"
+        ),
         header=("method", *(rate_label(r) for r in rates)),
         rows=tuple(rows),
         note=(
-            "percentile bootstrap of the mean over seeds (Efron 1979), 9999 resamples, seed 0; "
-            "n/a with fewer than 3 seeds. With 3 seeds there are only 10 distinct resamples: "
-            "read the interval as indicative."
+            f"percentile bootstrap of the mean over seeds (Efron 1979), {N_RESAMPLES} "
+            f"resamples, seed {BOOTSTRAP_SEED}; n/a with fewer than {MIN_SEEDS_FOR_CI} seeds. "
+            f"With {MIN_SEEDS_FOR_CI} seeds there are only "
+            f"{distinct_resamples(MIN_SEEDS_FOR_CI)} distinct resamples: read the interval "
+            "as indicative."
         ),
     )
+
+
+def all_metrics_table(summary: pd.DataFrame, dataset: str) -> Table:
+    """Every registered metric (columns, in registration order) for each missing rate and
+    method (rows), mean ± std over seeds; best and second marked among the methods of each
+    rate. Metrics that no run of ``dataset`` recorded are left out and named in the note."""
+    part = summary[summary["dataset"] == dataset]
+    recorded = set(part.loc[part["n"] > 0, "metric"])
+    specs = [s for s in metric_specs() if s.key in recorded]
+    absent = [s for s in metric_specs() if s.key not in recorded]
+    part = part[part["metric"].isin(recorded)]
+    cells = part.set_index(["rate", "method", "metric"])
+    n_max = int(part["n"].max())
+    rows, marks = [], []
+    for rate, at_rate in part.groupby("rate", sort=True):
+        methods = sorted(at_rate["method"].unique())
+        grid = [[cells.loc[(rate, m, s.key)] for s in specs] for m in methods]
+        ranked = [
+            rank_marks([float(row[j]["mean"]) for row in grid], s.higher_is_better, s.display)
+            for j, s in enumerate(specs)
+        ]
+        for i, (method, row) in enumerate(zip(methods, grid, strict=True)):
+            texts = (
+                mean_std(c["mean"], c["std"], int(c["n"]), n_max, s.display)
+                for c, s in zip(row, specs, strict=True)
+            )
+            rows.append((rate_label(rate), method, *texts))
+            marks.append((0, 0, *(r[i] for r in ranked)))
+    raw = [s for s in specs if s.display != "percent"]
+    unit = f"in % except {_labels(raw)} (as stored)" if raw else "in %"
+    not_recorded = f"; not recorded by these runs: {_labels(absent)}" if absent else ""
+    return Table(
+        name=f"{dataset}_all_metrics",
+        title=f"{dataset}: every metric by missing rate and method",
+        header=("rate", "method", *(s.label for s in specs)),
+        rows=tuple(rows),
+        marks=tuple(marks),
+        note=(
+            f"{_seed_note(part)}; {unit}; {_direction(specs)}; best per column among the "
+            f"methods of each rate in bold, second underlined{not_recorded}."
+        ),
+    )
+
+
+def _difference(value: float, display: str) -> str:
+    """ours − theirs in points (for a metric in %) or as stored, with a sign."""
+    if display == "percent":
+        return signed(f"{100 * value:+.2f}")
+    return signed(f"{value:+.{2 + RAW_EXTRA_DECIMALS}f}")
 
 
 def published_table(comparison: pd.DataFrame, dataset: str) -> Table:
     """Published numbers beside ours: difference and whether they lie in our CI."""
     rows = []
     for row in comparison.itertuples():
+        spec = metric_spec(row.metric)
         ci = (
-            f"[{percent(row.ci_low, 2)}, {percent(row.ci_high, 2)}]"
+            f"[{shown(row.ci_low, spec.display, 2)}, {shown(row.ci_high, spec.display, 2)}]"
             if not math.isnan(row.ci_low)
             else "n/a"
         )
@@ -222,17 +327,18 @@ def published_table(comparison: pd.DataFrame, dataset: str) -> Table:
                 row.method,
                 row.table,
                 rate_label(row.rate),
-                LABELS[row.metric],
-                percent(row.paper, 2),
-                percent(row.ours, 2),
+                spec.label,
+                shown(row.paper, spec.display, 2),
+                shown(row.ours, spec.display, 2),
                 ci,
-                signed(f"{100 * row.difference:+.2f}"),
+                _difference(row.difference, spec.display),
                 inside,
             )
         )
+    specs = [metric_spec(m) for m in dict.fromkeys(comparison["metric"])]
     return Table(
         name=f"{dataset}_published",
-        title=f"{dataset}: published numbers (KEDR paper) beside ours (%)",
+        title=f"{dataset}: published numbers (KEDR paper) beside ours{unit_suffix(specs)}",
         header=(
             "method",
             "table",
@@ -240,7 +346,7 @@ def published_table(comparison: pd.DataFrame, dataset: str) -> Table:
             "metric",
             "paper",
             "ours",
-            "our 95 % CI",
+            f"our {CI} CI",
             "ours − paper",
             "in CI",
         ),
@@ -259,7 +365,7 @@ def relative_table(claims: pd.DataFrame, dataset: str) -> Table:
             row.method,
             row.baseline,
             rate_label(row.rate),
-            LABELS[row.metric],
+            metric_spec(row.metric).label,
             row.paper,
             DASH if math.isnan(row.ours) else signed(f"{row.ours:+.2f}"),
             row.note,
@@ -285,22 +391,27 @@ def format_p(p: float) -> str:
 def stats_table(comparison: pd.DataFrame, reference: str) -> Table:
     """Every method against the reference, per metric: paired cells, W/T/L, P(improvement),
     median difference, Wilcoxon signed-rank p and its Holm adjustment."""
-    rows = tuple(
-        (
-            f"{LABELS[row.metric]} ({'higher' if HIGHER_IS_BETTER[row.metric] else 'lower'})",
-            row.method,
-            str(row.n),
-            f"{row.wins}/{row.ties}/{row.losses}",
-            DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
-            DASH
-            if math.isnan(row.median_difference)
-            else signed(f"{100 * row.median_difference:+.2f}"),
-            DASH if math.isnan(row.statistic) else f"{row.statistic:g}",
-            format_p(row.p_value),
-            format_p(row.p_holm),
+    rows = []
+    for row in comparison.itertuples():
+        spec = metric_spec(row.metric)
+        rows.append(
+            (
+                f"{spec.label} ({'higher' if spec.higher_is_better else 'lower'})",
+                row.method,
+                str(row.n),
+                f"{row.wins}/{row.ties}/{row.losses}",
+                DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
+                DASH
+                if math.isnan(row.median_difference)
+                else _difference(row.median_difference, spec.display),
+                DASH if math.isnan(row.statistic) else f"{row.statistic:g}",
+                format_p(row.p_value),
+                format_p(row.p_holm),
+            )
         )
-        for row in comparison.itertuples()
-    )
+    raw = [metric_spec(m) for m in dict.fromkeys(comparison["metric"])]
+    raw = [s for s in raw if s.display != "percent"]
+    units = f" ({_labels(raw)}: as stored)" if raw else ""
     return Table(
         name="stats",
         title=f"Each method against {reference}, paired over (dataset, rate, seed)",
@@ -315,13 +426,13 @@ def stats_table(comparison: pd.DataFrame, reference: str) -> Table:
             "p",
             "p Holm",
         ),
-        rows=rows,
+        rows=tuple(rows),
         note=(
             f"pairs: cells both finished; W/T/L: the method is better, equal, worse than "
             f"{reference} (in the metric's direction); P(better) = P(X > Y) + 0.5 P(X = Y); "
-            "median Δ = method − reference in points; W, p: two-sided Wilcoxon signed-rank "
-            "(Wilcoxon 1945), zero differences dropped; p Holm: adjusted over the methods of "
-            "each metric (Holm 1979)."
+            f"median Δ = method − reference in points{units}; W, p: two-sided Wilcoxon "
+            "signed-rank (Wilcoxon 1945), zero differences dropped; p Holm: adjusted over the "
+            "methods of each metric (Holm 1979)."
         ),
     )
 
@@ -402,81 +513,3 @@ def provenance_table(frame: pd.DataFrame) -> Table:
         header=("method", "dataset", "rate", "seed", "run id", "cell hash", "git commit", "ended"),
         rows=rows,
     )
-
-
-# rendering -----------------------------------------------------------------------------
-def to_markdown(table: Table) -> str:
-    """A GitHub-flavoured Markdown table: **best**, <u>second</u>."""
-
-    def cell(text: str, mark: int) -> str:
-        text = text.replace("|", "\\|")
-        return {BEST: f"**{text}**", SECOND: f"<u>{text}</u>"}.get(mark, text)
-
-    header = table.flat_header()
-    right = [j > 0 and numeric_column([row[j] for row in table.rows]) for j in range(len(header))]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---:" if r else ":---" for r in right) + "|",
-    ]
-    for i, row in enumerate(table.rows):
-        lines.append("| " + " | ".join(cell(t, table.mark(i, j)) for j, t in enumerate(row)) + " |")
-    return "\n".join(lines)
-
-
-LATEX_CHARS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    "κ": r"$\kappa$",
-    "Δ": r"$\Delta$",
-    "–": "--",
-    "−": "$-$",
-    "†": r"$^\dagger$",
-    "<": r"$<$",
-    ">": r"$>$",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_CHARS.get(c, c) for c in str(text))
-
-
-def to_latex(table: Table) -> str:
-    """A booktabs ``table`` environment: \\textbf best, \\underline second."""
-
-    def cell(text: str, mark: int) -> str:
-        text = latex_escape(text)
-        return {BEST: rf"\textbf{{{text}}}", SECOND: rf"\underline{{{text}}}"}.get(mark, text)
-
-    columns = len(table.header)
-    caption = latex_escape(table.title) + (f". {latex_escape(table.note)}" if table.note else "")
-    lines = [
-        r"\begin{table}[htbp]",
-        r"\centering",
-        r"\small",
-        rf"\caption{{{caption}}}",
-        rf"\label{{tab:{table.name.replace('_', '-')}}}",
-        rf"\begin{{tabular}}{{l{'r' * (columns - 1)}}}",
-        r"\toprule",
-    ]
-    if table.groups:
-        spans, rules, start = [""], [], 2
-        for label, width in table.groups:
-            spans.append(rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(label)}}}")
-            rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
-            start += width
-        lines += [" & ".join(spans) + r" \\", " ".join(rules)]
-    lines.append(" & ".join(latex_escape(h) for h in table.header) + r" \\")
-    lines.append(r"\midrule")
-    for i, row in enumerate(table.rows):
-        lines.append(" & ".join(cell(t, table.mark(i, j)) for j, t in enumerate(row)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
