@@ -1,10 +1,13 @@
 """Run one cell: load data, draw masks, build the method, fit, predict the test split once,
-score it and record everything in the tracking store (ARCHITECTURE.md, How data flows)."""
+score it and record everything in the tracking store. ``run_cell`` is the only cell runner:
+``bench run``'s executors call it as it is, ``bench tune`` with :class:`CellHooks` (report
+every epoch to Optuna, prune, never score the test split)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,24 +17,52 @@ import torch
 
 from bench.data import LoadedDataset, load_dataset
 from bench.data.features import frozen_features
-from bench.interface import build_method
+from bench.interface import Method, build_method
 from bench.metrics import compute_metrics
 from bench.protocol import SPLITS, presence_mask
 from bench.runtime import resolve_device, seed_everything
 from bench.spec import CellSpec, DatasetRef
 from bench.tracking import Tracker, write_yaml
-from bench.train import EpochRecord, MaskedSplit, Predictions, fit, predict
+from bench.train import EpochRecord, FitResult, MaskedSplit, Predictions, fit, predict
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CellResult:
+    """How a cell ended. ``best_epoch`` is the kept epoch of every stage; ``val_metrics`` the
+    validation metrics of the epoch whose weights the cell ends with (the best of its last
+    stage, by ``train.monitor``); ``metrics`` the test metrics (empty when not scored)."""
+
     spec: CellSpec
-    status: str  # FINISHED, FAILED, SKIPPED
+    status: str  # FINISHED, FAILED, SKIPPED, KILLED
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    run_id: str = ""
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    val_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class StopCell(Exception):
+    """Raised by a :class:`CellHooks` ``on_epoch`` hook to end the cell early (bench tune's
+    pruning): its run ends KILLED with the reason in tag ``error``, and the exception
+    propagates to the caller of :func:`run_cell`."""
+
+
+@dataclass(frozen=True)
+class CellHooks:
+    """How a caller adapts :func:`run_cell`; the defaults are ``bench run``'s cell.
+
+    ``tags`` are added to the run's tags; ``on_start`` gets the run id before training;
+    ``on_epoch`` gets every epoch's record after it is logged, and may raise
+    :class:`StopCell`; ``score_test=False`` never predicts the test split (tuning).
+    """
+
+    tags: Mapping[str, str] = field(default_factory=dict)
+    on_start: Callable[[str], None] | None = None
+    on_epoch: Callable[[EpochRecord], None] | None = None
+    score_test: bool = True
 
 
 class DatasetCache:
@@ -96,42 +127,78 @@ def predictions_frame(
     return frame
 
 
+def cell_method(spec: CellSpec, data: LoadedDataset) -> Method:
+    """The cell's method, built right after seeding with the cell's seed; on frozen
+    features it is built with ``backbone='features'`` and their width."""
+    seed_everything(spec.seed)
+    hparams = dict(spec.hparams)
+    if spec.frozen_backbone:
+        hparams.update(backbone="features", feature_dim=int(data.train.images[0].shape[1]))
+    return build_method(spec.method, data.info, hparams)
+
+
+def epoch_metrics(record: EpochRecord) -> dict[str, float]:
+    """What one epoch logs: training loss, its parts and learning rate; validation metrics."""
+    values = {f"train/{k}": v for k, v in record.loss_parts.items()}
+    values.update({f"val/{k}": v for k, v in record.val.items()})
+    values.update({"train/loss": record.train_loss, "train/lr": record.lr})
+    return values
+
+
+def kept_validation(history: FitResult) -> dict[str, float]:
+    """The validation metrics of the epoch whose weights ``fit`` keeps: the best of the
+    last stage."""
+    last = history.history[-1].stage
+    return [r for r in history.history if r.stage == last][history.best_epoch[last]].val
+
+
 def run_cell(
-    spec: CellSpec, tracker: Tracker, experiment_id: str, datasets: DatasetCache
+    spec: CellSpec,
+    tracker: Tracker,
+    experiment_id: str,
+    datasets: DatasetCache,
+    hooks: CellHooks = CellHooks(),
 ) -> CellResult:
-    """Train and evaluate one cell; a failure is recorded with its reason, never raised."""
+    """Train and evaluate one cell; a failure is recorded with its reason, never raised.
+
+    A :class:`StopCell` from a hook, or Ctrl-C, ends the run KILLED and is re-raised.
+    """
     started = time.perf_counter()
     device = resolve_device(spec.train.device)
-    run_id = tracker.start(experiment_id, spec, str(device))
+    run_id = tracker.start(experiment_id, spec, str(device), hooks.tags)
     try:
+        if hooks.on_start is not None:
+            hooks.on_start(run_id)
         data = datasets.for_cell(spec, device)
         masks = cell_masks(spec, data)
-        splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in SPLITS}
+        used = SPLITS if hooks.score_test else ("train", "val")
+        splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in used}
         if device.type == "cuda":
             splits = {s: split.pinned() for s, split in splits.items()}
-        seed_everything(spec.seed)
-        hparams = dict(spec.hparams)
-        if spec.frozen_backbone:
-            hparams.update(backbone="features", feature_dim=int(data.train.images[0].shape[1]))
-        method = build_method(spec.method, data.info, hparams)
+        method = cell_method(spec, data)
 
         def on_epoch(record: EpochRecord) -> None:
-            values = {f"train/{k}": v for k, v in record.loss_parts.items()}
-            values.update({f"val/{k}": v for k, v in record.val.items()})
-            values.update({"train/loss": record.train_loss, "train/lr": record.lr})
-            tracker.log_metrics(run_id, values, step=record.step)
+            tracker.log_metrics(run_id, epoch_metrics(record), step=record.step)
+            if hooks.on_epoch is not None:
+                hooks.on_epoch(record)
 
         history = fit(
             method, splits["train"], splits["val"], spec.train, device, spec.seed, on_epoch
         )
-        preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
-        y_test = data.test.labels.numpy()
-        metrics = compute_metrics(preds.probs, y_test)
+        val_metrics = kept_validation(history)
+        tracker.log_metrics(
+            run_id, {f"best_val/{spec.train.monitor}": val_metrics[spec.train.monitor]}
+        )
+        metrics, per_sample = {}, None
+        if hooks.score_test:
+            preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
+            y_test = data.test.labels.numpy()
+            metrics = compute_metrics(preds.probs, y_test)
+            per_sample = predictions_frame(preds, y_test, masks["test"], data.info.classes)
 
         def write_artifacts(folder: Path) -> None:
-            predictions_frame(preds, y_test, masks["test"], data.info.classes).to_csv(
-                folder / "predictions.csv", index=False
-            )
+            if per_sample is not None:
+                per_sample.to_csv(folder / "predictions.csv", index=False)
             np.savez(folder / "masks.npz", **masks)
             write_yaml(folder / "config.yaml", {"cell_hash": spec.hash, **spec.to_dict()})
 
@@ -141,8 +208,16 @@ def run_cell(
             write_artifacts,
             {"best_epoch": history.best_epoch, "seconds": round(time.perf_counter() - started, 2)},
         )
-        return CellResult(spec, "FINISHED", metrics, seconds=time.perf_counter() - started)
-    except KeyboardInterrupt as err:
+        return CellResult(
+            spec,
+            "FINISHED",
+            metrics,
+            seconds=time.perf_counter() - started,
+            run_id=run_id,
+            best_epoch=history.best_epoch,
+            val_metrics=val_metrics,
+        )
+    except (StopCell, KeyboardInterrupt) as err:
         tracker.fail(run_id, err, status="KILLED")
         raise
     except Exception as err:  # the cell fails with its reason; the grid goes on
@@ -153,4 +228,5 @@ def run_cell(
             "FAILED",
             error=f"{type(err).__name__}: {err}",
             seconds=time.perf_counter() - started,
+            run_id=run_id,
         )

@@ -38,7 +38,7 @@ from bench.cell import CellResult, DatasetCache, run_cell
 from bench.errors import BenchError, ConfigError
 from bench.registry import Registry
 from bench.spec import CellSpec
-from bench.tracking import TAG_HASH, Tracker
+from bench.tracking import Tracker
 
 Executor = Callable[..., Iterator[CellResult]]
 EXECUTORS: Registry[Executor] = Registry("executor")
@@ -81,8 +81,8 @@ def pending_cells(
     for spec in cells:
         run = recorded.get(spec.hash)
         if run is not None and run.status in done_statuses:
-            metrics = {k[5:]: v for k, v in run.metrics.items() if k.startswith("test/")}
-            skipped.append(CellResult(spec, run.status, metrics, run.tags.get("error", "")))
+            error = run.tags.get("error", "")
+            skipped.append(CellResult(spec, run.status, run.test_metrics, error, run_id=run.run_id))
         else:
             todo.append(spec)
     return todo, skipped
@@ -259,13 +259,9 @@ def _collect(worker: _Worker, tracker: Tracker, experiment_id: str) -> CellResul
         f"worker process {worker.process.pid} died (exit code {worker.process.exitcode}) "
         "while running this cell: rerun the same command to finish it"
     )
-    found = tracker.client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.{TAG_HASH} = '{spec.hash}' and tags.pid = '{worker.process.pid}' "
-        "and attributes.status = 'RUNNING'",
-    )
-    for run in found:
-        tracker.fail(run.info.run_id, error, status="KILLED")
+    pid = {"pid": str(worker.process.pid)}
+    for run in tracker.find_runs(experiment_id, cell_hash=spec.hash, status="RUNNING", tags=pid):
+        tracker.fail(run.run_id, error, status="KILLED")
     return CellResult(spec, "KILLED", error=str(error))
 
 

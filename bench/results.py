@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import UnknownNameError
 from bench.metrics import metric_keys
 from bench.tracking import Tracker
 
@@ -27,25 +26,8 @@ def columns() -> tuple[str, ...]:
 def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
     """One row per cell of ``experiment``: identity, status and test metrics."""
     tracker = Tracker(results_dir)
-    experiment_id = tracker.experiment_id(experiment, create=False)
-    if experiment_id is None:
-        names = [e.name for e in tracker.client.search_experiments()]
-        raise UnknownNameError(
-            f"no experiment {experiment!r} in {tracker.results_dir}: choose one of "
-            f"{', '.join(sorted(names)) or 'none (run bench run first)'}"
-        )
-    rows = []
-    for run in tracker.latest_by_cell(experiment_id).values():
-        row = {
-            "method": run.tags.get("method"),
-            "dataset": run.tags.get("dataset"),
-            "rate": float(run.tags.get("rate", "nan")),
-            "seed": int(run.tags.get("seed", "-1")),
-            "status": run.status,
-        }
-        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in metric_keys()})
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(columns()))
+    cells = tracker.frame(tracker.require_experiment(experiment))
+    frame = cells.reindex(columns=list(columns()))
     return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)
 
 

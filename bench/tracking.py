@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per cell, tagged with the cell's stable hash.
+"""MLflow tracking: one run per cell, tagged with the cell's stable hash and the platform
+it ran on; the one place that reads runs back (``Tracker.frame``, ``Tracker.find_runs``).
 
 The store is SQLite at ``<results_dir>/mlflow.db`` with artifacts under
 ``<results_dir>/artifacts/``. A FINISHED run carrying a cell's hash means the cell is
@@ -13,24 +14,27 @@ Several processes may write into one store (``bench run --executor process``, jo
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
+import platform
 import random
 import socket
 import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UnknownNameError
 from bench.spec import CellSpec, flatten
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -46,19 +50,43 @@ for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its 
 TAG_HASH = "cell_hash"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 LOCK_RETRY_SECONDS = 120.0  # beyond MLflow's own 20 s SQLite busy timeout per statement
+TEST_PREFIX = "test/"
+PLATFORM_TAGS = (
+    "python_version",
+    "torch_version",
+    "cuda_version",
+    "cudnn_version",
+    "device",
+    "device_name",
+    "cpu_model",
+    "platform",
+    "torch_threads",
+)
+SETTING_TAGS = ("mechanism", "modality", "apply_to")
+CELL_COLUMNS = ("method", "dataset", "rate", "seed", "status", "run_id", "cell_hash")
+TAG_COLUMNS = ("git_commit", "error", "end_time", *SETTING_TAGS, *PLATFORM_TAGS)
 
 
 @dataclass(frozen=True)
 class CellRun:
-    """What the store knows of one run of a cell."""
+    """What the store knows of one run (``cell_hash`` is empty for a run that is not a
+    cell's, such as a tuning study's parent run). Times are ms since the epoch; ``end_time``
+    is 0 while the run has not ended."""
 
     run_id: str
     cell_hash: str
     status: str
     start_time: int
+    end_time: int
     tags: dict[str, str]
     params: dict[str, str]
     metrics: dict[str, float]
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """The test-split metrics, without their ``test/`` prefix."""
+        n = len(TEST_PREFIX)
+        return {k[n:]: v for k, v in self.metrics.items() if k.startswith(TEST_PREFIX)}
 
 
 def _git_commit() -> str:
@@ -76,7 +104,63 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _process_alive(tags: dict[str, str]) -> bool:
+CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")  # x86, ARM, MIPS
+
+
+def cpu_model_from(cpuinfo: str) -> str:
+    """The CPU's name in the text of ``/proc/cpuinfo``, or "" when it names none."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in CPUINFO_KEYS and value.strip():
+            return value.strip()
+    return ""
+
+
+@functools.cache
+def cpu_model() -> str:
+    """This machine's CPU, from ``/proc/cpuinfo`` where there is one, else ``platform``
+    (read once per process)."""
+    try:
+        found = cpu_model_from(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        found = ""
+    return found or platform.processor() or platform.machine() or "unknown"
+
+
+@functools.cache
+def _software() -> dict[str, str]:
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "python_version": platform.python_version(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "none",
+        "cudnn_version": str(cudnn) if cudnn else "none",
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+    }
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA device, else the processor that computes."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    if device.startswith("mps"):
+        return f"Apple MPS ({cpu_model()})"
+    return cpu_model()
+
+
+def platform_tags(device: str) -> dict[str, str]:
+    """What a run's numbers may depend on beyond the code and the seeds: interpreter,
+    library and driver versions, the device, the CPU, the OS, the torch threads."""
+    return {
+        **_software(),
+        "device": device,
+        "device_name": device_name(device),
+        "torch_threads": str(torch.get_num_threads()),
+    }
+
+
+def process_alive(tags: Mapping[str, str]) -> bool:
     """Whether the process that owns a RUNNING run may still be working on it."""
     if tags.get("host") != socket.gethostname():
         return True  # another machine's worker: trust its status
@@ -186,30 +270,49 @@ class Tracker:
                 raise
             return found.experiment_id
 
-    def runs(self, experiment_id: str) -> list[CellRun]:
+    def require_experiment(self, name: str) -> str:
+        """The id of experiment ``name``; an :class:`UnknownNameError` naming the known
+        experiments when there is none."""
+        experiment_id = self.experiment_id(name, create=False)
+        if experiment_id is None:
+            names = sorted(e.name for e in self.client.search_experiments())
+            raise UnknownNameError(
+                f"no experiment {name!r} in {self.results_dir}: choose one of "
+                f"{', '.join(names) or 'none (run bench run first)'}"
+            )
+        return experiment_id
+
+    # reading runs ----------------------------------------------------------------------
+    def find_runs(
+        self,
+        experiment_id: str,
+        cell_hash: str | None = None,
+        status: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[CellRun]:
+        """The runs of an experiment, oldest first, that have this cell hash, this status
+        and these tag values (each only when given)."""
+        clauses = [f"tags.{TAG_HASH} = {_quoted(cell_hash)}"] if cell_hash is not None else []
+        if status is not None:
+            clauses.append(f"attributes.status = {_quoted(status)}")
+        clauses += [f"tags.`{key}` = {_quoted(value)}" for key, value in (tags or {}).items()]
         out, token = [], None
         while True:
             page = self.client.search_runs(
-                [experiment_id], max_results=1000, page_token=token, order_by=["start_time ASC"]
+                [experiment_id],
+                filter_string=" and ".join(clauses),
+                max_results=1000,
+                page_token=token,
+                order_by=["start_time ASC"],
             )
-            for run in page:
-                tags = dict(run.data.tags)
-                if TAG_HASH not in tags:
-                    continue
-                out.append(
-                    CellRun(
-                        run.info.run_id,
-                        tags[TAG_HASH],
-                        run.info.status,
-                        run.info.start_time or 0,
-                        tags,
-                        dict(run.data.params),
-                        dict(run.data.metrics),
-                    )
-                )
+            out += [_cell_run(run) for run in page]
             token = page.token
             if not token:
                 return out
+
+    def runs(self, experiment_id: str) -> list[CellRun]:
+        """Every run of a cell in the experiment, oldest first."""
+        return [run for run in self.find_runs(experiment_id) if run.cell_hash]
 
     def latest_by_cell(self, experiment_id: str) -> dict[str, CellRun]:
         """The run that speaks for each cell: its newest FINISHED run, else its newest run.
@@ -218,23 +321,56 @@ class Tracker:
         """
         best: dict[str, CellRun] = {}
         for run in self.runs(experiment_id):  # oldest first
-            if run.status == "RUNNING" and not _process_alive(run.tags):
-                run = CellRun(**{**run.__dict__, "status": "KILLED"})
+            if run.status == "RUNNING" and not process_alive(run.tags):
+                run = replace(run, status="KILLED")
             current = best.get(run.cell_hash)
             if current is None or current.status != "FINISHED" or run.status == "FINISHED":
                 best[run.cell_hash] = run
         return best
 
+    def frame(self, experiment_id: str) -> pd.DataFrame:
+        """One row per cell, from the run that speaks for it (:meth:`latest_by_cell`):
+        :data:`CELL_COLUMNS`, :data:`TAG_COLUMNS` (``end_time`` in ms since the epoch; the
+        start time for a run that never ended) and its test metrics without the ``test/``
+        prefix (NaN where a run has none), sorted by dataset, method, rate, seed."""
+        rows, metric_keys = [], {}
+        for run in self.latest_by_cell(experiment_id).values():
+            tests = run.test_metrics
+            metric_keys.update(dict.fromkeys(tests))
+            rows.append(
+                {
+                    "method": run.tags.get("method", ""),
+                    "dataset": run.tags.get("dataset", ""),
+                    "rate": float(run.tags.get("rate", "nan")),
+                    "seed": int(run.tags.get("seed", "-1")),
+                    "status": run.status,
+                    "run_id": run.run_id,
+                    "cell_hash": run.cell_hash,
+                    "git_commit": run.tags.get("git_commit", "unknown"),
+                    "error": run.tags.get("error", ""),
+                    "end_time": run.end_time or run.start_time,
+                    **{key: run.tags.get(key, "") for key in SETTING_TAGS},
+                    **{key: run.tags.get(key, "unknown") for key in PLATFORM_TAGS},
+                    **tests,
+                }
+            )
+        columns = [*CELL_COLUMNS, *TAG_COLUMNS, *sorted(metric_keys)]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)
+
     # one cell --------------------------------------------------------------------------
-    def start(self, experiment_id: str, spec: CellSpec, device: str) -> str:
-        """Open a run for ``spec``; mark its dead predecessors KILLED."""
-        running = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.{TAG_HASH} = '{spec.hash}' and attributes.status = 'RUNNING'",
-        )
-        for run in running:
-            if not _process_alive(dict(run.data.tags)):
-                self.client.set_terminated(run.info.run_id, "KILLED")
+    def start(
+        self,
+        experiment_id: str,
+        spec: CellSpec,
+        device: str,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Open a run for ``spec`` (tagged with its cell, the platform and ``extra_tags``);
+        mark its dead predecessors KILLED."""
+        for run in self.find_runs(experiment_id, cell_hash=spec.hash, status="RUNNING"):
+            if not process_alive(run.tags):
+                self.client.set_terminated(run.run_id, "KILLED")
         tags = {
             TAG_HASH: spec.hash,
             "mlflow.runName": spec.label,
@@ -245,11 +381,11 @@ class Tracker:
             "mechanism": spec.missing.mechanism,
             "modality": spec.missing.modality,
             "apply_to": spec.missing.apply_to,
-            "device": device,
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
-            "torch_threads": str(torch.get_num_threads()),
             "git_commit": self._commit,
+            **platform_tags(device),
+            **(extra_tags or {}),
         }
         run = self.client.create_run(experiment_id, tags=tags)
         params = [Param(k, str(v)[:6000]) for k, v in flatten(spec.to_dict()).items()]
@@ -287,6 +423,27 @@ class Tracker:
         from mlflow.artifacts import download_artifacts
 
         return Path(download_artifacts(run_id=run_id, artifact_path=name, tracking_uri=self.uri))
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a string literal of MLflow's search syntax."""
+    if "'" in value:
+        raise ValueError(f"a searched tag value may not hold a quote: {value!r}")
+    return f"'{value}'"
+
+
+def _cell_run(run: Any) -> CellRun:
+    tags = dict(run.data.tags)
+    return CellRun(
+        run.info.run_id,
+        tags.get(TAG_HASH, ""),
+        run.info.status,
+        run.info.start_time or 0,
+        run.info.end_time or 0,
+        tags,
+        dict(run.data.params),
+        dict(run.data.metrics),
+    )
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@ on one (dataset, missing rate, seed) cell, selected on the validation split only
   ``train.lr`` (log-uniform on [1e-4, 1e-2]) and ``train.weight_decay`` (log-uniform on
   [1e-6, 1e-1]).
 - Objective: the validation ``train.monitor`` of the epoch whose weights ``fit`` keeps (the
-  best epoch of the last stage). The test split is never predicted.
+  best epoch of the last stage). A trial is a cell run by ``bench.cell.run_cell``, like
+  ``bench run``'s (the same data, frozen-backbone features included, and training), except
+  that the test split is never predicted.
 - Sampler: TPE (Bergstra et al., NeurIPS 2011) with multivariate=True and constant_liar=True
   (Optuna 5's defaults, set explicitly), reseeded for each trial with ``seed + trial.number``;
   pruner: MedianPruner fed the validation metric after every epoch. Both settings are study
@@ -14,7 +16,8 @@ on one (dataset, missing rate, seed) cell, selected on the validation split only
   study name): COMPLETE, PRUNED, FAIL and RUNNING trials count; a trial whose process died or
   was interrupted is voided (FAIL with user attr ``void``) and replaced on the next run.
 - Tracking: one MLflow run per study (experiment ``tune``), one nested run per trial;
-  a pruned trial's run ends KILLED with tag ``optuna_state=PRUNED``.
+  a pruned trial's run ends KILLED with tag ``optuna_state=PRUNED``. :class:`StudyStorage`
+  is the only code that reaches into Optuna's internals.
 - Export: the best trial to ``<results>/tune/<study>.yaml`` (``hparams: {method: ...}`` and
   ``train: {lr, weight_decay}``), which ``bench run --hparams FILE`` reads.
 """
@@ -27,7 +30,6 @@ import re
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,21 +37,19 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy
-import torch
 import yaml
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import ConfigError
-from bench.interface import METHODS, build_method
+from bench.interface import METHODS
 from bench.metrics import metric_spec
-from bench.runtime import resolve_device, seed_everything
 from bench.spec import CellSpec, flatten
-from bench.train import EpochRecord, MaskedSplit, fit
+from bench.train import EpochRecord
 
 if TYPE_CHECKING:  # mlflow loads slowly; bench.cell and bench.tracking import it
-    from bench.cell import DatasetCache
+    from bench.cell import CellResult, DatasetCache
     from bench.tracking import Tracker
 
 LR_RANGE = (1e-4, 1e-2)
@@ -216,20 +216,35 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
+class StudyStorage:
+    """The one place that knows Optuna's internals (``study._storage``, a frozen trial's
+    ``_trial_id``): voiding a trial that another, dead process asked for, which
+    ``Study.tell`` cannot do with a user attr."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._storage = study._storage
+
+    def void(self, trial: FrozenTrial, reason: str) -> bool:
+        """End ``trial`` FAIL with user attr :data:`VOID` = ``reason``; False when it had
+        already ended (another process voided it first)."""
+        try:
+            self._storage.set_trial_user_attr(trial._trial_id, VOID, reason)
+            self._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
+
+
 def _void_dead_trials(study: optuna.Study, tracker: Tracker) -> None:
     """Void the RUNNING trials whose process on this host is gone (kill -9, power loss),
     and end their MLflow runs KILLED."""
-    from bench.tracking import _process_alive
+    from bench.tracking import process_alive
 
+    storage = StudyStorage(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "pid" not in trial.user_attrs or _process_alive(trial.user_attrs):
+        if "pid" not in trial.user_attrs or process_alive(trial.user_attrs):
             continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, VOID, "its process died")
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process voided it first
-        if "mlflow_run_id" in trial.user_attrs:
+        if storage.void(trial, "its process died") and "mlflow_run_id" in trial.user_attrs:
             tracker.client.set_terminated(trial.user_attrs["mlflow_run_id"], "KILLED")
 
 
@@ -258,97 +273,65 @@ def run_trial(
     experiment_id: str,
     parent_run_id: str,
     datasets: DatasetCache,
-) -> float:
-    """Train the trial's cell, logging every epoch to its nested MLflow run and to the pruner.
+) -> CellResult:
+    """Run the trial's cell with :func:`bench.cell.run_cell` as a nested run of the study's,
+    reporting every epoch's validation ``monitor`` to the pruner; the test split is never
+    predicted. Raises :class:`bench.cell.StopCell` when the pruner stops the trial."""
+    from bench.cell import CellHooks, StopCell, run_cell
 
-    Returns the objective; raises ``optuna.TrialPruned`` when the pruner stops the trial.
-    """
-    from mlflow.entities import RunTag
-
-    from bench.cell import cell_masks
-    from bench.tracking import write_yaml
-
-    started = time.perf_counter()
-    spec = trial_spec(task.base, trial)
-    device = resolve_device(spec.train.device)
-    run_id = tracker.start(experiment_id, spec, str(device))
-    trial.set_user_attr("mlflow_run_id", run_id)
-    tags = {
-        "mlflow.runName": f"trial {trial.number}",
-        "mlflow.parentRunId": parent_run_id,
-        "optuna_study": task.study,
-        "optuna_trial": str(trial.number),
-    }
-    tracker.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     monitor = task.monitor
+
+    def report(record: EpochRecord) -> None:
+        trial.report(record.val[monitor], record.step)
+        if trial.should_prune():
+            raise StopCell(
+                f"pruned after epoch {record.step + 1}: validation {monitor} "
+                f"{record.val[monitor]:.4f} is worse than the median of earlier trials"
+            )
+
+    hooks = CellHooks(
+        tags={
+            "mlflow.runName": f"trial {trial.number}",
+            "mlflow.parentRunId": parent_run_id,
+            "optuna_study": task.study,
+            "optuna_trial": str(trial.number),
+        },
+        on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+        on_epoch=report,
+        score_test=False,
+    )
+    return run_cell(trial_spec(task.base, trial), tracker, experiment_id, datasets, hooks)
+
+
+def _run_and_tell(
+    study: optuna.Study, trial: optuna.Trial, task: TuneTask, *context: Any
+) -> FrozenTrial:
+    from bench.cell import StopCell
+
     try:
-        data = datasets.get(spec.dataset)
-        masks = cell_masks(spec, data)
-        train, val = (
-            MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in ("train", "val")
-        )
-        seed_everything(spec.seed)
-        method = build_method(spec.method, data.info, dict(spec.hparams))
-
-        def on_epoch(record: EpochRecord) -> None:
-            values = {f"train/{k}": v for k, v in record.loss_parts.items()}
-            values.update({f"val/{k}": v for k, v in record.val.items()})
-            values.update({"train/loss": record.train_loss, "train/lr": record.lr})
-            tracker.log_metrics(run_id, values, step=record.step)
-            trial.report(record.val[monitor], record.step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"pruned after epoch {record.step + 1}: validation {monitor} "
-                    f"{record.val[monitor]:.4f} is worse than the median of earlier trials"
-                )
-
-        history = fit(method, train, val, spec.train, device, spec.seed, on_epoch)
-        last = history.history[-1].stage
-        kept = [r for r in history.history if r.stage == last][history.best_epoch[last]]
-        value = kept.val[monitor]
-        tracker.log_metrics(run_id, {f"best_val/{monitor}": value})
-        config = {"cell_hash": spec.hash, "optuna_trial": trial.number, **spec.to_dict()}
-        tracker.finish(
-            run_id,
-            {},
-            lambda folder: write_yaml(folder / "config.yaml", config),
-            {"best_epoch": history.best_epoch, "seconds": round(time.perf_counter() - started, 2)},
-        )
-        return value
-    except (optuna.TrialPruned, KeyboardInterrupt) as err:
-        tracker.fail(run_id, err, status="KILLED")
-        raise
-    except Exception as err:  # the trial fails with its reason; the study goes on
-        tracker.fail(run_id, err)
-        raise
-
-
-def _run_and_tell(study: optuna.Study, trial: optuna.Trial, *context: Any) -> FrozenTrial:
-    try:
-        value = run_trial(trial, *context)
-    except optuna.TrialPruned:
+        result = run_trial(trial, task, *context)
+    except StopCell:
         return study.tell(trial, state=TrialState.PRUNED)
     except KeyboardInterrupt:
         trial.set_user_attr(VOID, "interrupted")
         study.tell(trial, state=TrialState.FAIL)
         raise
-    except Exception as err:
-        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+    if result.status != "FINISHED":
+        trial.set_user_attr("error", result.error[:2000])
         return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, value)
+    return study.tell(trial, result.val_metrics[task.monitor])
 
 
 def _parent_run(tracker: Tracker, experiment_id: str, task: TuneTask) -> str:
     """The study's MLflow run (created by the first process, reopened by later ones)."""
     from mlflow.entities import Param
 
-    found = tracker.client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.optuna_study = '{task.study}' and tags.optuna_role = 'study'",
+    found = tracker.find_runs(
+        experiment_id, tags={"optuna_study": task.study, "optuna_role": "study"}
     )
     if found:
-        run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
+        run_id = found[0].run_id
+        if found[0].status != "RUNNING":
             tracker.client.update_run(run_id, status="RUNNING")
         return run_id
     tags = {"mlflow.runName": task.study, "optuna_study": task.study, "optuna_role": "study"}

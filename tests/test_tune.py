@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import yaml
 from bench.cli import main
 from bench.tracking import Tracker
 from bench.tune import search_space, trial_spec
+from methods.late_fusion import LateFusion
 from tests.conftest import TINY_SETS, run_args
 
 STUDY = "late-fusion_synthetic-retina_r0.4_s0"
@@ -31,7 +33,7 @@ def load_study(results_dir, name: str = STUDY) -> optuna.Study:
 
 def tune_runs(results_dir) -> list:
     tracker = Tracker(results_dir)
-    return tracker.client.search_runs([tracker.experiment_id("tune")])
+    return tracker.find_runs(tracker.experiment_id("tune"))
 
 
 def test_search_space_is_the_methods_own_plus_lr_and_weight_decay(tiny_ref):
@@ -62,11 +64,16 @@ def test_tune_resumes_to_the_study_total_and_run_reads_the_best(tmp_path, capsys
     assert study.user_attrs["sampler"]["constant_liar"] is True
 
     runs = tune_runs(tmp_path)
-    (parent,) = [r for r in runs if r.data.tags.get("optuna_role") == "study"]
-    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(trials) == 3 and parent.info.status == "FINISHED"
-    assert all(not any(k.startswith("test/") for k in r.data.metrics) for r in trials)
-    assert {r.data.tags["optuna_state"] for r in trials} <= {"COMPLETE", "PRUNED"}
+    (parent,) = [r for r in runs if r.tags.get("optuna_role") == "study"]
+    trials = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
+    assert len(trials) == 3 and parent.status == "FINISHED"
+    assert all(not r.test_metrics for r in trials)
+    assert {r.tags["optuna_state"] for r in trials} <= {"COMPLETE", "PRUNED"}
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    by_run = {r.run_id: r for r in trials}
+    for trial in complete:  # the objective is the logged validation value of the kept epoch
+        run = by_run[trial.user_attrs["mlflow_run_id"]]
+        assert run.metrics["best_val/f1_macro"] == trial.value
 
     exported = tmp_path / "tune" / f"{STUDY}.yaml"
     tuned = yaml.safe_load(exported.read_text())
@@ -100,7 +107,7 @@ def test_two_processes_join_one_study_and_share_its_total(tmp_path):
     assert len(counted) == 3 and {t.state.name for t in counted} <= {"COMPLETE", "PRUNED"}
     assert len({t.params["train.lr"] for t in counted}) == 3  # no repeated draws
     assert len({t.user_attrs["pid"] for t in counted}) == 2  # both processes worked
-    parents = [r for r in tune_runs(tmp_path) if r.data.tags.get("optuna_role") == "study"]
+    parents = [r for r in tune_runs(tmp_path) if r.tags.get("optuna_role") == "study"]
     assert len(parents) == 1
 
 
@@ -111,9 +118,25 @@ def test_a_pruned_trial_is_recorded_pruned_not_finished(tmp_path, capsys, monkey
     assert "no trial completed" in capsys.readouterr().out
     (trial,) = load_study(tmp_path).trials
     assert trial.state.name == "PRUNED"
-    (run,) = [r for r in tune_runs(tmp_path) if "optuna_trial" in r.data.tags]
-    assert run.info.status == "KILLED" and run.data.tags["optuna_state"] == "PRUNED"
-    assert "pruned after epoch 1" in run.data.tags["error"]
+    (run,) = [r for r in tune_runs(tmp_path) if "optuna_trial" in r.tags]
+    assert run.status == "KILLED" and run.tags["optuna_state"] == "PRUNED"
+    assert "pruned after epoch 1" in run.tags["error"]
+
+
+def test_tune_with_a_frozen_backbone_trains_on_its_cached_features(tmp_path, monkeypatch):
+    seen = []
+    forward = LateFusion.forward
+
+    def recording(self, batch):
+        seen.append(tuple(x.dim() for x in batch.images))
+        return forward(self, batch)
+
+    monkeypatch.setattr(LateFusion, "forward", recording)
+    assert main(tune_args(tmp_path, 1, "--set", "frozen_backbone.name=resnet18")) == 0
+    assert len(list((tmp_path / "cache" / "features").glob("*.npz"))) == 1
+    assert seen and set(seen) == {(2, 2)}  # (B, D) features for both modalities, no images
+    (run,) = [r for r in tune_runs(tmp_path) if "optuna_trial" in r.tags]
+    assert run.status == "FINISHED" and run.params["frozen_backbone.name"] == "resnet18"
 
 
 def test_bad_tune_input_is_one_line_exit_2(tmp_path, capsys):
@@ -127,3 +150,23 @@ def test_bad_tune_input_is_one_line_exit_2(tmp_path, capsys):
     grid.write_text("methods: [late-fusion]\n")
     assert main([*run_args(tmp_path, "--methods", "late-fusion"), "--hparams", str(grid)]) == 2
     assert "may hold only hparams and train" in capsys.readouterr().err
+
+
+def test_a_trial_whose_process_died_is_voided_and_replaced(tmp_path, tiny_ref):
+    from bench.spec import CellSpec, MissingSpec, TrainSpec
+    from bench.tune import TuneTask, next_trial, open_study
+
+    base = CellSpec("late-fusion", tiny_ref, MissingSpec(0.4), TrainSpec(epochs=2), 0)
+    task = TuneTask(base, "s", f"sqlite:///{tmp_path}/optuna.db", 1, tmp_path)
+    tracker = Tracker(tmp_path)
+    study = open_study(task)
+    orphan = study.ask()  # asked by a process that was then killed -9
+    run_id = tracker.client.create_run(tracker.experiment_id("tune")).info.run_id
+    attrs = {"host": socket.gethostname(), "pid": "999999999", "mlflow_run_id": run_id}
+    for key, value in attrs.items():
+        orphan.set_user_attr(key, value)
+    replacement = next_trial(study, 1, tracker)
+    assert replacement is not None and replacement.number == 1
+    voided = study.trials[0]
+    assert voided.state.name == "FAIL" and voided.user_attrs["void"] == "its process died"
+    assert tracker.client.get_run(run_id).info.status == "KILLED"

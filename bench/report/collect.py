@@ -4,7 +4,6 @@ their provenance, metrics and saved per-sample predictions. Nothing is retrained
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -12,22 +11,41 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError, ConfigError, DataError, UnknownNameError
+from bench.errors import BenchError, ConfigError, DataError
 from bench.metrics import metric_keys
-from bench.tracking import Tracker
+from bench.tracking import PLATFORM_TAGS, SETTING_TAGS, Tracker
 
-SETTING = ("mechanism", "modality", "apply_to")
+SETTING = SETTING_TAGS
+ID_COLUMNS = (
+    "method",
+    "dataset",
+    "rate",
+    "seed",
+    "run_id",
+    "cell_hash",
+    "git_commit",
+    "end_time",
+    *PLATFORM_TAGS,
+    *SETTING,
+)
+
+
+def columns() -> tuple[str, ...]:
+    """:data:`ID_COLUMNS`, then every metric registered now."""
+    return ID_COLUMNS + metric_keys()
 
 
 @dataclass
 class ExperimentRuns:
     """One row per reported cell (``frame``), and how to read a run's artifacts.
 
-    ``frame`` columns: method, dataset, rate, seed, run_id, cell_hash, git_commit, end_time
-    (ms since the epoch), :data:`SETTING` and :func:`bench.metrics.metric_keys`, sorted by
-    dataset, method, rate, seed. ``superseded`` counts older FINISHED runs of a (method,
-    dataset, rate, seed) whose recipe changed since (the newest speaks for it);
-    ``not_finished`` counts the cells whose latest run did not finish, by status.
+    ``frame`` columns (:func:`columns`): method, dataset, rate, seed, run_id, cell_hash,
+    git_commit, end_time (ms since the epoch), the platform the run ran on
+    (:data:`bench.tracking.PLATFORM_TAGS`), :data:`SETTING` and
+    :func:`bench.metrics.metric_keys`, sorted by dataset, method, rate, seed. ``superseded``
+    counts older FINISHED runs of a (method, dataset, rate, seed) whose recipe changed since
+    (the newest speaks for it); ``not_finished`` counts the cells whose latest run did not
+    finish, by status.
     """
 
     experiment: str
@@ -63,39 +81,16 @@ def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
             f"no tracking store at {str(store)!r}: pass the --results-dir that bench run wrote to"
         )
     tracker = Tracker(results_dir)
-    experiment_id = tracker.experiment_id(experiment, create=False)
-    if experiment_id is None:
-        names = sorted(e.name for e in tracker.client.search_experiments())
-        raise UnknownNameError(
-            f"no experiment {experiment!r} in {tracker.results_dir}: choose one of "
-            f"{', '.join(names) or 'none (run bench run first)'}"
-        )
-    latest = list(tracker.latest_by_cell(experiment_id).values())
-    finished = [run for run in latest if run.status == "FINISHED"]
-    not_finished = dict(sorted(Counter(r.status for r in latest if r.status != "FINISHED").items()))
-    if not finished:
+    cells = tracker.frame(tracker.require_experiment(experiment))
+    done = cells["status"] == "FINISHED"
+    not_finished = dict(sorted(Counter(cells.loc[~done, "status"]).items()))
+    if not done.any():
         counts = ", ".join(f"{n} {s}" for s, n in not_finished.items()) or "no runs"
         raise BenchError(
             f"experiment {experiment!r} has no FINISHED cells ({counts}): finish some with "
             f"bench run --experiment {experiment} (add --retry-failed to rerun failed ones)"
         )
-    end_times = _end_times(tracker, experiment_id)
-    rows = []
-    for run in finished:
-        row = {
-            "method": run.tags.get("method", ""),
-            "dataset": run.tags.get("dataset", ""),
-            "rate": float(run.tags.get("rate", "nan")),
-            "seed": int(run.tags.get("seed", "-1")),
-            "run_id": run.run_id,
-            "cell_hash": run.cell_hash,
-            "git_commit": run.tags.get("git_commit", "unknown"),
-            "end_time": end_times.get(run.run_id, run.start_time),
-        }
-        row.update({key: run.tags.get(key, "") for key in SETTING})
-        row.update({k: run.metrics.get(f"test/{k}", math.nan) for k in metric_keys()})
-        rows.append(row)
-    frame = pd.DataFrame(rows).sort_values(["end_time", "run_id"])
+    frame = cells.loc[done].reindex(columns=list(columns())).sort_values(["end_time", "run_id"])
     settings = sorted({tuple(row) for row in frame[list(SETTING)].to_numpy()})
     if len(settings) > 1:
         found = "; ".join("/".join(s) for s in settings)
@@ -112,19 +107,3 @@ def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
         not_finished=not_finished,
         tracker=tracker,
     )
-
-
-def _end_times(tracker: Tracker, experiment_id: str) -> dict[str, int]:
-    """End time (ms since the epoch) of every FINISHED run of the experiment."""
-    out, token = {}, None
-    while True:
-        page = tracker.client.search_runs(
-            [experiment_id],
-            filter_string="attributes.status = 'FINISHED'",
-            max_results=1000,
-            page_token=token,
-        )
-        out.update({run.info.run_id: int(run.info.end_time or 0) for run in page})
-        token = page.token
-        if not token:
-            return out

@@ -492,24 +492,67 @@ def utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+PLATFORM_FIELDS = (
+    "device_name",
+    "device",
+    "cpu_model",
+    "torch_threads",
+    "platform",
+    "python_version",
+    "torch_version",
+    "cuda_version",
+    "cudnn_version",
+)
+
+
+def platform_text(run: dict) -> str:
+    """One run's platform in words, from its tags (:data:`bench.tracking.PLATFORM_TAGS`)."""
+    tags = {key: str(run.get(key, "unknown")) for key in PLATFORM_FIELDS}
+    if tags["python_version"] == "unknown":
+        return "not recorded (the run predates platform tags)"
+    cpu = "" if tags["cpu_model"] == tags["device_name"] else f", CPU {tags['cpu_model']}"
+    threads = f"{tags['torch_threads']} torch thread{'' if tags['torch_threads'] == '1' else 's'}"
+    return (
+        f"{tags['device_name']} ({tags['device']}){cpu}, {threads}, "
+        f"{tags['platform']}, Python {tags['python_version']}, torch {tags['torch_version']}, "
+        f"CUDA {tags['cuda_version']}, cuDNN {tags['cudnn_version']}"
+    )
+
+
 def provenance_table(frame: pd.DataFrame) -> Table:
-    """Every reported run: cell, run id, cell hash, git commit, end time."""
+    """Every reported run: cell, run id, cell hash, git commit, end time and platform; the
+    platforms (P1, P2, ... in order of first appearance) are spelt out in the note."""
+    runs = frame.to_dict(orient="records")
+    platforms = list(dict.fromkeys(platform_text(run) for run in runs))
+    label = {text: f"P{i}" for i, text in enumerate(platforms, start=1)}
     rows = tuple(
         (
-            row.method,
-            row.dataset,
-            rate_label(row.rate),
-            str(row.seed),
-            row.run_id,
-            row.cell_hash,
-            row.git_commit[:12],
-            utc(row.end_time),
+            run["method"],
+            run["dataset"],
+            rate_label(run["rate"]),
+            str(run["seed"]),
+            run["run_id"],
+            run["cell_hash"],
+            run["git_commit"][:12],
+            utc(run["end_time"]),
+            label[platform_text(run)],
         )
-        for row in frame.itertuples()
+        for run in runs
     )
     return Table(
         name="provenance",
         title="Provenance of every reported run",
-        header=("method", "dataset", "rate", "seed", "run id", "cell hash", "git commit", "ended"),
+        header=(
+            "method",
+            "dataset",
+            "rate",
+            "seed",
+            "run id",
+            "cell hash",
+            "git commit",
+            "ended",
+            "platform",
+        ),
         rows=rows,
+        note="Platforms: " + "; ".join(f"{label[t]} = {t}" for t in platforms) + ".",
     )
