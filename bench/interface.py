@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from bench.encoders import EncoderArgs, ModalityEncoders
 from bench.errors import ConfigError
 from bench.registry import Registry
 
@@ -78,15 +79,35 @@ class Stage:
 
 
 class Method(nn.Module, abc.ABC):
-    """Base class of every method. Subclasses set ``summary`` and ``citation``."""
+    """Base class of every method. Subclasses set ``summary`` and ``citation``.
+
+    Every method accepts the image-encoder hyper-parameters declared here (frozen-backbone
+    grids and ``hparams.*.backbone=...`` set them on any method): a subclass takes its own
+    hyper-parameters, passes ``**encoder`` on to this constructor and builds its per-modality
+    encoders with :meth:`modality_encoders`. ``backbone`` names an entry of
+    ``bench.encoders.IMAGE_ENCODERS`` or a timm model; ``pretrained`` is None, a local weights
+    file or ``hf-cache``.
+    """
 
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
 
-    def __init__(self, info: DatasetInfo) -> None:
+    def __init__(
+        self,
+        info: DatasetInfo,
+        *,
+        backbone: str = "small-cnn",
+        feature_dim: int = 64,
+        pretrained: str | None = None,
+    ) -> None:
         super().__init__()
         self.info = info
+        self.encoder_args = EncoderArgs(backbone, feature_dim, pretrained)
         self.stage = "main"
+
+    def modality_encoders(self, modalities: tuple[int, ...] | None = None) -> ModalityEncoders:
+        """One ``encoder_args`` encoder per modality (or per listed modality index)."""
+        return ModalityEncoders(self.info, self.encoder_args, modalities)
 
     @abc.abstractmethod
     def forward(self, batch: Batch) -> Output:
@@ -124,10 +145,24 @@ METHODS: Registry[type[Method]] = Registry(
 register_method = METHODS.register
 
 
+NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def hparam_names(method_cls: type[Method]) -> list[str]:
-    """Keyword arguments a method accepts besides ``info``."""
-    params = inspect.signature(method_cls.__init__).parameters
-    return [p for p in params if p not in ("self", "info")]
+    """Keyword arguments a method accepts besides ``info``: those of its constructor and, when
+    it passes ``**kwargs`` on, of its bases' (``Method``'s shared encoder ones first)."""
+    chunks = []
+    for cls in method_cls.__mro__:
+        init = vars(cls).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        chunks.append(
+            [p.name for p in params if p.kind in NAMED and p.name not in ("self", "info")]
+        )
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(name for chunk in reversed(chunks) for name in chunk))
 
 
 def build_method(full_name: str, info: DatasetInfo, hparams: dict[str, Any]) -> Method:
@@ -153,11 +188,6 @@ def check_hparams(full_name: str, hparams: dict[str, Any]) -> None:
         )
 
 
-def zero_absent(features: Tensor, present: Tensor) -> Tensor:
-    """Zero the rows of ``features`` (B, d) whose modality is absent (``present`` (B,))."""
-    return features * present.to(features.dtype).unsqueeze(-1)
-
-
 __all__ = [
     "METHODS",
     "Batch",
@@ -169,5 +199,4 @@ __all__ = [
     "check_hparams",
     "hparam_names",
     "register_method",
-    "zero_absent",
 ]

@@ -29,14 +29,16 @@ Fidelity:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from bench.errors import ConfigError
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
-from methods._blocks.encoders import ModalityEncoders
 from methods._blocks.fusion import DEQFusion as DEQFusionBlock
+from methods._blocks.heads import linear_head
 
 SOLVERS = ("anderson", "broyden")
 
@@ -51,23 +53,21 @@ class DEQFusion(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         solver: str = "anderson",
         max_iter: int = 55,
         tol: float = 1e-3,
         dropout: float = 0.0,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         if solver not in SOLVERS:
             raise ConfigError(f"deq-fusion solver {solver!r} is not valid: choose one of {SOLVERS}")
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.encoders = self.modality_encoders()
         d = self.encoders.feature_dim
         self.fusion = DEQFusionBlock(
             d, info.num_modalities, equilibrium=True, solver=solver, max_iter=max_iter, tol=tol
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, info.num_classes))
+        self.head = linear_head(d, info.num_classes, dropout)
 
     def forward(self, batch: Batch) -> Output:
         h = torch.stack(self.encoders(batch), dim=1)  # (B, M, d), zero where absent

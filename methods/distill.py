@@ -39,20 +39,15 @@ Fidelity:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from bench.interface import Batch, DatasetInfo, Method, Output, Stage, register_method
+from bench.interface import Batch, DatasetInfo, Output, register_method
+from methods._blocks.distillation import TeacherStudent, soft_target_kl
 from methods.late_fusion import LateFusion
-
-
-def soft_target_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
-    """T^2 KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
-    log_p_s = F.log_softmax(student.float() / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher.float() / temperature, dim=-1)
-    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
-    return kl * temperature**2
 
 
 def present_feature_mse(student: Tensor, teacher: Tensor, present: Tensor) -> Tensor:
@@ -69,7 +64,7 @@ def run(model: LateFusion, batch: Batch) -> tuple[Tensor, Tensor]:
 
 
 @register_method("distill")
-class Distill(Method):
+class Distill(TeacherStudent):
     summary = (
         "Late-fusion student distilled (KL, T = 2, + feature MSE) from a complete-pair teacher"
     )
@@ -78,38 +73,20 @@ class Distill(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         dropout: float = 0.0,
         temperature: float = 2.0,
         alpha: float = 2.0,
         beta: float = 1.0,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         self.temperature, self.alpha, self.beta = temperature, alpha, beta
-        self.teacher = LateFusion(info, backbone, feature_dim, pretrained, dropout)
-        self.student = LateFusion(info, backbone, feature_dim, pretrained, dropout)
+        self.teacher = LateFusion(info, dropout, **encoder)
+        self.student = LateFusion(info, dropout, **encoder)
         self.set_stage("student")  # a fresh model predicts (and profiles) as the student
 
-    def stages(self) -> list[Stage]:
-        return [Stage("teacher", epochs=0.5, complete_only=True), Stage("student", epochs=1.0)]
-
-    def set_stage(self, name: str) -> None:
-        super().set_stage(name)
-        self.teacher.requires_grad_(name == "teacher")
-        self.student.requires_grad_(name != "teacher")
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> Distill:
-        """Keep the frozen teacher in eval mode (BatchNorm statistics, dropout) after its stage."""
-        super().train(mode)
-        if self.stage != "teacher":
-            self.teacher.eval()
-        return self
-
     def forward(self, batch: Batch) -> Output:
-        logits, features = run(self.teacher if self.stage == "teacher" else self.student, batch)
+        logits, features = run(self.learner, batch)
         return Output(logits, extras={"features": features})
 
     def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -128,10 +105,6 @@ class Distill(Method):
         total = ce + self.alpha * kd + self.beta * feat
         parts = {"ce": ce, "kd": kd, "feat": feat}
         return total, {k: float(v.detach()) for k, v in parts.items()}
-
-    def inference_modules(self) -> list[nn.Module]:
-        """The student alone: the teacher only provides training targets."""
-        return [self.student]
 
     @classmethod
     def search_space(cls, trial) -> dict:

@@ -75,12 +75,15 @@ Fidelity:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.interface import Batch, DatasetInfo, Method, Output, Stage, register_method, zero_absent
-from methods._blocks.encoders import ModalityEncoders
+from bench.encoders import EncoderArgs, ModalityEncoders, zero_absent
+from bench.interface import Batch, DatasetInfo, Output, register_method
+from methods._blocks.distillation import TeacherStudent, soft_target_kl
 from methods._blocks.heads import mlp
 
 SIGMA_FLOOR = 1e-4
@@ -124,17 +127,11 @@ class IMDRNetwork(nn.Module):
     """The IMDR network of one stage (teacher or student); see the module docstring."""
 
     def __init__(
-        self,
-        info: DatasetInfo,
-        backbone: str,
-        feature_dim: int,
-        pretrained: str | None,
-        tau: float,
-        sample_common: bool,
+        self, info: DatasetInfo, encoder: EncoderArgs, tau: float, sample_common: bool
     ) -> None:
         super().__init__()
         self.tau, self.sample_common = tau, sample_common
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.encoders = ModalityEncoders(info, encoder)
         d, m = self.encoders.feature_dim, info.num_modalities
         self.mean = nn.ModuleList(nn.Linear(d, d) for _ in range(m))
         self.scale = nn.ModuleList(nn.Linear(d, d) for _ in range(m))
@@ -198,7 +195,7 @@ class IMDRNetwork(nn.Module):
 
 
 @register_method("imdr")
-class IMDR(Method):
+class IMDR(TeacherStudent):
     summary = (
         "Gaussian PoE, class proxies, CLUB disentanglement; distilled from a complete-data teacher"
     )
@@ -207,9 +204,6 @@ class IMDR(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         w_ib: float = 0.01,
         w_proxy: float = 0.5,
         w_mi: float = 0.001,
@@ -219,35 +213,21 @@ class IMDR(Method):
         teacher_epochs: float = 0.5,
         warm_start: bool = True,
         sample_common: bool = False,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         self.weights = {"ib": w_ib, "proxy": w_proxy, "mi": w_mi, "fit": 1.0, "kd": w_distill}
         self.temperature = temperature
         self.teacher_epochs, self.warm_start = teacher_epochs, warm_start
-        network = (info, backbone, feature_dim, pretrained, tau, sample_common)
+        network = (info, self.encoder_args, tau, sample_common)
         self.teacher = IMDRNetwork(*network)
         self.student = IMDRNetwork(*network)
         self.set_stage("student")
-
-    def stages(self) -> list[Stage]:
-        return [Stage("teacher", epochs=self.teacher_epochs, complete_only=True), Stage("student")]
 
     def set_stage(self, name: str) -> None:
         if name == "student" and self.stage == "teacher" and self.warm_start:
             self.student.load_state_dict(self.teacher.state_dict())
         super().set_stage(name)
-        learner, frozen = (
-            (self.teacher, self.student) if name == "teacher" else (self.student, self.teacher)
-        )
-        learner.requires_grad_(True)
-        frozen.requires_grad_(False)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> IMDR:
-        super().train(mode)
-        if self.stage != "teacher":
-            self.teacher.eval()  # a frozen teacher: no dropout, no BatchNorm statistics updates
-        return self
 
     def forward(self, batch: Batch) -> Output:
         if self.stage == "teacher":
@@ -259,20 +239,11 @@ class IMDR(Method):
         return out
 
     def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
-        network = self.teacher if self.stage == "teacher" else self.student
-        parts = network.losses(out, batch.present, y)
+        parts = self.learner.losses(out, batch.present, y)
         if "teacher_logits" in out.extras:
-            t = self.temperature
-            student = F.log_softmax(out.logits.float() / t, dim=-1)
-            teacher = F.log_softmax(out.extras["teacher_logits"].float() / t, dim=-1)
-            kl = F.kl_div(student, teacher, reduction="batchmean", log_target=True)
-            parts["kd"] = t * t * kl
+            parts["kd"] = soft_target_kl(out.logits, out.extras["teacher_logits"], self.temperature)
         total = parts["ce"] + sum(self.weights[k] * v for k, v in parts.items() if k != "ce")
         return total, {k: float(v.detach()) for k, v in parts.items()}
-
-    def inference_modules(self) -> list[nn.Module]:
-        """The student alone: the teacher serves only the distillation loss."""
-        return [self.student]
 
     @classmethod
     def search_space(cls, trial) -> dict:

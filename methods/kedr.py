@@ -38,15 +38,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
+from bench.encoders import zero_absent
 from bench.errors import ConfigError
-from bench.interface import Batch, DatasetInfo, Method, Output, register_method, zero_absent
-from methods._blocks.encoders import ModalityEncoders
+from bench.interface import Batch, DatasetInfo, Method, Output, register_method
 from methods._blocks.fusion import DEQFusion
 from methods._blocks.heads import ResidualClassifier, ResidualMLP, mlp
 from methods._blocks.ot import normalised_cost, sinkhorn_log, sinkhorn_unbalanced_log
@@ -124,9 +125,6 @@ class KEDR(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         specific: str = "mlp",
         gate: str = "vector",
         ked: bool = True,
@@ -146,8 +144,9 @@ class KEDR(Method):
         w_disent: float = 1.0,
         w_conf: float = 1.0,
         w_cls: float = 1.0,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         choices = {
             "specific": (specific, ("mlp", "identity")),
             "gate": (gate, ("scalar", "vector")),
@@ -172,7 +171,7 @@ class KEDR(Method):
         )
         self.weighting, self.weights = weighting, (w_disent, w_conf, w_cls)
 
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.encoders = self.modality_encoders()
         d = self.encoders.feature_dim
         m = info.num_modalities
         self.specific = nn.ModuleList(

@@ -10,11 +10,12 @@ Fidelity: the standard baseline; nothing to deviate from.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
 
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
-from methods._blocks.encoders import ModalityEncoders
+from methods._blocks.heads import linear_head
 
 
 @register_method("late-fusion")
@@ -22,18 +23,11 @@ class LateFusion(Method):
     summary = "Per-modality encoders, zero-filled absent features, concat, linear head"
     citation = "Baseline; e.g. Wang et al., CVPR 2023 (ShaSpec), Table 1"
 
-    def __init__(
-        self,
-        info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(info)
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+    def __init__(self, info: DatasetInfo, dropout: float = 0.0, **encoder: Any) -> None:
+        super().__init__(info, **encoder)
+        self.encoders = self.modality_encoders()
         width = self.encoders.feature_dim * info.num_modalities
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, info.num_classes))
+        self.head = linear_head(width, info.num_classes, dropout)
 
     def fuse(self, batch: Batch) -> torch.Tensor:
         return torch.cat(self.encoders(batch), dim=-1)

@@ -14,6 +14,8 @@ dynamic filter and intra-subject co-training are not included (our simplificatio
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -38,16 +40,8 @@ class ModDrop(LateFusion):
     summary = "Late fusion trained with random per-sample modality dropout (p = 0.5)"
     citation = "Neverova et al., TPAMI 2016; Liu et al., MICCAI 2022 (ModDrop++)"
 
-    def __init__(
-        self,
-        info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
-        dropout: float = 0.0,
-        drop_prob: float = 0.5,
-    ) -> None:
-        super().__init__(info, backbone, feature_dim, pretrained, dropout)
+    def __init__(self, info: DatasetInfo, drop_prob: float = 0.5, **late_fusion: Any) -> None:
+        super().__init__(info, **late_fusion)
         self.drop_prob = drop_prob
 
     def fuse(self, batch: Batch) -> Tensor:

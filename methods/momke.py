@@ -50,12 +50,13 @@ Fidelity:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.interface import Batch, DatasetInfo, Method, Output, Stage, register_method
-from methods._blocks.encoders import ModalityEncoders
 from methods._blocks.heads import mlp
 
 
@@ -99,19 +100,17 @@ class MoMKE(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         hidden: int | None = None,
         depth: int = 4,
         mlp_ratio: float = 1.0,
         dropout: float = 0.0,
         freeze_experts: bool = False,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         self.freeze_experts = freeze_experts
         m, k = info.num_modalities, info.num_classes
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.encoders = self.modality_encoders()
         d = self.encoders.feature_dim
         hidden = hidden or min(d, 256)
         self.projections = nn.ModuleList(

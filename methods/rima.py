@@ -50,14 +50,14 @@ Fidelity:
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
-from methods._blocks.encoders import ModalityEncoders
-from methods._blocks.heads import mlp
+from methods._blocks.heads import linear_head, mlp
 from methods._blocks.ot import normalised_cost, sinkhorn_log
 
 
@@ -89,22 +89,18 @@ class RIMA(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         ot_eps: float = 0.05,
         w_translate: float = 1.0,
         dropout: float = 0.0,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         self.ot_eps, self.w_translate = ot_eps, w_translate
-        self.encoders = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.encoders = self.modality_encoders()
         d = self.encoders.feature_dim
         self.pairs = list(itertools.permutations(range(info.num_modalities), 2))
         self.translators = nn.ModuleDict({self._key(m, n): mlp([d, d, d]) for m, n in self.pairs})
-        self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(d * info.num_modalities, info.num_classes)
-        )
+        self.head = linear_head(d * info.num_modalities, info.num_classes, dropout)
 
     @staticmethod
     def _key(m: int, n: int) -> str:

@@ -36,6 +36,7 @@ Fidelity:
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +44,7 @@ from torch import Tensor, nn
 
 from bench.errors import ConfigError
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
-from methods._blocks.backbones import create_encoder
-from methods._blocks.encoders import ModalityEncoders
-from methods._blocks.heads import mlp
+from methods._blocks.heads import linear_head, mlp
 
 
 def fill_absent(shared: Tensor, present: Tensor, fill: str) -> Tensor:
@@ -77,31 +76,27 @@ class ShaSpec(Method):
     def __init__(
         self,
         info: DatasetInfo,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
         dropout: float = 0.0,
         stem_channels: int = 3,
         fill: str = "first",
         w_shared: float = 0.1,
         w_domain: float = 0.02,
+        **encoder: Any,
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         if fill not in ("first", "mean"):
             raise ConfigError(f"shaspec fill {fill!r} is not valid: choose 'first' or 'mean'")
         self.fill, self.w_shared, self.w_domain = fill, w_shared, w_domain
-        self.specific = ModalityEncoders(info, backbone, feature_dim, pretrained)
+        self.specific = self.modality_encoders()
         d = self.specific.feature_dim
-        if backbone == "features":
+        if self.encoder_args.backbone == "features":
             self.stems = nn.ModuleList(nn.Linear(d, d) for _ in info.channels)
             self.shared = mlp([d, d, d])
         else:
             self.stems = nn.ModuleList(nn.Conv2d(c, stem_channels, 1) for c in info.channels)
-            self.shared = create_encoder(backbone, stem_channels, feature_dim, pretrained)
+            self.shared = self.encoder_args.create(stem_channels)
         self.compose = nn.Linear(2 * d, d)
-        self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(d * info.num_modalities, info.num_classes)
-        )
+        self.head = linear_head(d * info.num_modalities, info.num_classes, dropout)
         self.domain_classifier = nn.Linear(d, info.num_modalities)
 
     def shared_features(self, batch: Batch) -> Tensor:

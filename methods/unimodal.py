@@ -7,11 +7,11 @@ class prior it learned): the honest unimodal result under missingness.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
 from bench.errors import ConfigError
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
-from methods._blocks.encoders import ModalityEncoders
+from methods._blocks.heads import linear_head
 
 
 @register_method(
@@ -22,24 +22,16 @@ class Unimodal(Method):
     citation = "Baseline"
 
     def __init__(
-        self,
-        info: DatasetInfo,
-        modality: int = 1,
-        backbone: str = "small-cnn",
-        feature_dim: int = 64,
-        pretrained: str | None = None,
-        dropout: float = 0.0,
+        self, info: DatasetInfo, modality: int = 1, dropout: float = 0.0, **encoder: Any
     ) -> None:
-        super().__init__(info)
+        super().__init__(info, **encoder)
         if not 1 <= modality <= info.num_modalities:
             raise ConfigError(
                 f"unimodal modality {modality} does not exist: {info.name} has "
                 f"modalities 1..{info.num_modalities}"
             )
-        self.encoder = ModalityEncoders(info, backbone, feature_dim, pretrained, (modality - 1,))
-        self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(self.encoder.feature_dim, info.num_classes)
-        )
+        self.encoder = self.modality_encoders((modality - 1,))
+        self.head = linear_head(self.encoder.feature_dim, info.num_classes, dropout)
 
     def forward(self, batch: Batch) -> Output:
         (feature,) = self.encoder(batch)

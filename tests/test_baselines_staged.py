@@ -10,7 +10,8 @@ from bench.errors import ConfigError, DataError
 from bench.interface import Batch, build_method, hparam_names
 from bench.spec import TrainSpec
 from bench.train import MaskedSplit, fit, make_batch
-from methods.distill import present_feature_mse, soft_target_kl
+from methods._blocks.distillation import soft_target_kl
+from methods.distill import present_feature_mse
 from methods.shaspec import fill_absent, shared_alignment
 
 CPU = torch.device("cpu")

@@ -11,11 +11,13 @@ import torch
 
 from bench.cell import DatasetCache, run_cell
 from bench.config import expand, resolve
-from bench.interface import METHODS, Batch, build_method
+from bench.encoders import EncoderArgs
+from bench.interface import METHODS, Batch, DatasetInfo, Method, Output, build_method, hparam_names
 from bench.tracking import Tracker
 from bench.train import MaskedSplit, make_batch
 
 ALL_METHODS = METHODS.names(with_variants=True)
+ENCODER_HPARAMS = ["backbone", "feature_dim", "pretrained"]
 PATTERNS = {
     "complete": [[True, True]] * 4,
     "mixed": [[True, True], [True, False], [False, True], [True, False]],
@@ -121,3 +123,34 @@ def test_predictions_do_not_depend_on_test_labels(name, tiny_data, tmp_path):
         frame = pd.read_csv(tracker.artifact_path(run.run_id, "predictions.csv"))
         probs.append(frame.filter(like="prob_").to_numpy())
     np.testing.assert_array_equal(probs[0], probs[1])
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_every_method_takes_the_shared_encoder_hyper_parameters(name, tiny_data):
+    assert hparam_names(METHODS.resolve(name)[0])[:3] == ENCODER_HPARAMS
+    model = build_method(name, tiny_data.info, {"backbone": "features", "feature_dim": 8})
+    assert model.encoder_args == EncoderArgs("features", 8, None)
+
+
+class Plain(Method):
+    def __init__(self, info: DatasetInfo, width: int = 4, **encoder) -> None:
+        super().__init__(info, **encoder)
+
+    def forward(self, batch: Batch) -> Output:
+        raise NotImplementedError
+
+
+class Derived(Plain):
+    def __init__(self, info: DatasetInfo, depth: int = 2, **plain) -> None:
+        super().__init__(info, **plain)
+
+
+class Closed(Plain):
+    def __init__(self, info: DatasetInfo, depth: int = 2) -> None:
+        super().__init__(info, width=depth)
+
+
+def test_hparam_names_follow_kwargs_to_the_bases_that_take_them():
+    assert hparam_names(Plain) == [*ENCODER_HPARAMS, "width"]
+    assert hparam_names(Derived) == [*ENCODER_HPARAMS, "width", "depth"]
+    assert hparam_names(Closed) == ["depth"]

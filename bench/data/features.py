@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.data import LoadedDataset, Split, save_arrays_atomically
+from bench.encoders import create_encoder
 from bench.protocol import SPLITS
 from bench.spec import DatasetRef
 
@@ -60,8 +61,6 @@ def frozen_features(
     batch_size: int = 64,
 ) -> LoadedDataset:
     """``data`` with every image replaced by its frozen-backbone feature (float32)."""
-    from methods._blocks.backbones import create_encoder  # encoders live with the methods
-
     key = json.dumps([ref.name, list(ref.options), backbone, _weights_key(pretrained)], default=str)
     path = cache_dir / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if path.is_file():

@@ -1,4 +1,5 @@
-"""Image encoders: a small CNN for the 64 px synthetic default, timm models by name for real sizes.
+"""Built-in image encoders of ``bench.encoders.IMAGE_ENCODERS``: a small CNN for the 64 px
+synthetic default, precomputed features, timm models by name for real sizes.
 
 Every encoder maps ``(B, C, H, W)`` to ``(B, feature_dim)`` and exposes ``feature_dim``.
 timm models are built with ``num_classes=0`` (pooled features), as in timm's own
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.encoders import TIMM, image_encoder_names, register_image_encoder
 from bench.errors import ConfigError
 
 
@@ -55,8 +57,8 @@ class TimmEncoder(nn.Module):
 
         if not timm.is_model(name):
             raise ConfigError(
-                f"unknown backbone {name!r}: use 'small-cnn', 'features' or a timm model name "
-                "(see timm.list_models())"
+                f"unknown backbone {name!r}: use {', '.join(map(repr, image_encoder_names()))} "
+                "or a timm model name (see timm.list_models())"
             )
         kwargs = {"num_classes": 0, "in_chans": in_chans}
         if pretrained == "hf-cache":
@@ -110,14 +112,23 @@ class PrecomputedFeatures(nn.Module):
         return x
 
 
-def create_encoder(
-    name: str, in_chans: int, feature_dim: int = 64, pretrained: str | None = None
-) -> nn.Module:
-    """Build the encoder called ``name``: 'small-cnn', 'features' or any timm model."""
-    if name == "features":
-        return PrecomputedFeatures(feature_dim)
-    if name == "small-cnn":
-        if pretrained:
-            raise ConfigError("small-cnn has no pretrained weights: drop 'pretrained'")
-        return SmallCNN(in_chans, feature_dim)
-    return TimmEncoder(name, in_chans, pretrained)
+@register_image_encoder("small-cnn")
+def small_cnn(in_chans: int, feature_dim: int, pretrained: str | None) -> SmallCNN:
+    if pretrained:
+        raise ConfigError("small-cnn has no pretrained weights: drop 'pretrained'")
+    return SmallCNN(in_chans, feature_dim)
+
+
+@register_image_encoder("features")
+def precomputed_features(
+    in_chans: int, feature_dim: int, pretrained: str | None
+) -> PrecomputedFeatures:
+    return PrecomputedFeatures(feature_dim)
+
+
+@register_image_encoder(TIMM)
+def timm_encoder(
+    in_chans: int, feature_dim: int, pretrained: str | None, *, model: str
+) -> TimmEncoder:
+    """The timm model ``model``; its ``feature_dim`` is the model's own pooled width."""
+    return TimmEncoder(model, in_chans, pretrained)

