@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from bench.data import LoadedDataset, Split
+from bench.data.dataset import LoadedDataset, Split
 from bench.errors import ConfigError, DataError
 from bench.interface import DatasetInfo
 
