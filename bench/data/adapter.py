@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.data.cards import Card, get_card, load_priors
 from bench.data.dataset import LoadedDataset
-from bench.data.options import positive_int
+from bench.data.options import integer
 from bench.errors import ConfigError, DataError, UnknownNameError
 from bench.interface import DatasetInfo
 from bench.registry import Registry
@@ -60,7 +60,7 @@ class DatasetAdapter(abc.ABC):
             )
         self.card = card
         self.options = dict(options)
-        self.image_size = positive_int(self.options, "image_size", card.name)
+        self.image_size = integer(self.options, "image_size", card.name, 1)
 
     @property
     def name(self) -> str:

@@ -64,9 +64,14 @@ def _parse(path: Path) -> Card:
     try:
         with path.open() as fh:
             raw = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
+        raise ConfigError(f"dataset card {path} cannot be read ({err}): check the file") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = getattr(err, "problem", None) or type(err).__name__
         raise ConfigError(
-            f"dataset card {path} is not readable YAML ({err}): fix the file"
+            f"dataset card {path} is not readable YAML ({where}{reason}): fix the file"
         ) from err
     if not isinstance(raw, dict):
         raise ConfigError(

@@ -32,9 +32,9 @@ import pandas as pd
 from bench.data.adapter import DiskAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.images import decode_image
-from bench.data.options import fraction, names
+from bench.data.options import names
 from bench.data.scan import SPLIT_ALIASES, Sample, Scan, ScanLog, read_table
-from bench.data.splits import assign_splits
+from bench.data.splits import SEEDED_SPLIT_OPTIONS, assign_splits, check_seeded_split_options
 from bench.errors import ConfigError, DataError
 from bench.interface import DatasetInfo
 
@@ -71,20 +71,12 @@ def inside(folder: Path, written: str) -> Path | None:
 class CsvManifest(DiskAdapter):
     """Your own cohort: a manifest CSV whose rows name one image per modality."""
 
-    OPTIONS = (
-        "modality_columns",
-        "channels",
-        "classes",
-        "split_seed",
-        "test_fraction",
-        "val_fraction",
-    )
+    OPTIONS = ("modality_columns", "channels", "classes", *SEEDED_SPLIT_OPTIONS)
 
     def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
         super().__init__(card, options)
         self.columns, self.channels = modality_channels(self.options)
-        for name in ("test_fraction", "val_fraction"):
-            fraction(self.options, name, self.name)
+        check_seeded_split_options(self.options, self.name)
 
     def manifest(self, root: Path, header_only: bool = False) -> pd.DataFrame:
         if not root.is_file():

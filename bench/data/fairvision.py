@@ -38,9 +38,9 @@ import numpy as np
 from bench.data.adapter import DiskAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.images import decode_array
-from bench.data.options import choice, fraction
+from bench.data.options import choice
 from bench.data.scan import SPLIT_ALIASES, Sample, Scan, ScanLog, read_table
-from bench.data.splits import assign_splits
+from bench.data.splits import SEEDED_SPLIT_OPTIONS, assign_splits, check_seeded_split_options
 from bench.errors import ConfigError, DataError
 
 FOLDERS = {"train": ("Training", "train"), "val": ("Validation", "val"), "test": ("Test", "test")}
@@ -138,21 +138,13 @@ def _npz_files(base: Path) -> list[tuple[str, Path, str]]:
 class FairVision(DiskAdapter):
     """Harvard-FairVision: one npz per eye, in split folders or flat."""
 
-    OPTIONS = (
-        "split",
-        "split_file",
-        "oct_slice",
-        "split_seed",
-        "test_fraction",
-        "val_fraction",
-    )
+    OPTIONS = ("split", "split_file", "oct_slice", *SEEDED_SPLIT_OPTIONS)
 
     def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
         super().__init__(card, options)
         self.split_mode = choice(self.options, "split", ("resplit", "folders"), self.name)
         self.oct_slice = parse_slice(self.options["oct_slice"])
-        for name in ("test_fraction", "val_fraction"):
-            fraction(self.options, name, self.name)
+        check_seeded_split_options(self.options, self.name)
 
     def check_layout(self, root: Path) -> None:
         base = data_folder(root)

@@ -80,16 +80,6 @@ def resize_to_chw(image: Image.Image, size: int) -> np.ndarray:
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def check_image(path: Path) -> str | None:
-    """Why ``path`` cannot be decoded, or None when it decodes completely."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-    except DECODE_ERRORS as err:
-        return str(err) or type(err).__name__
-    return None
-
-
 # -- preprocessing ------------------------------------------------------------------------
 
 

@@ -61,9 +61,14 @@ from bench.data.images import (
     decode_image,
     image_files,
 )
-from bench.data.options import choice, fraction
+from bench.data.options import choice
 from bench.data.scan import Sample, Scan, ScanLog, read_table
-from bench.data.splits import assign_splits, index_splits
+from bench.data.splits import (
+    SEEDED_SPLIT_OPTIONS,
+    assign_splits,
+    check_seeded_split_options,
+    index_splits,
+)
 from bench.errors import DataError
 
 LETTERS = {"h": "normal", "d": "dry_amd", "p": "pcv", "w": "wet_amd"}
@@ -91,23 +96,14 @@ def label_letter(name: str) -> str:
 class MmcAmd(DiskAdapter):
     """The MMC-AMD release (ImageData + split folders) or its meta/meta.csv layout."""
 
-    OPTIONS = (
-        "split",
-        "official_split",
-        "pairs",
-        "preprocess",
-        "split_seed",
-        "test_fraction",
-        "val_fraction",
-    )
+    OPTIONS = ("split", "official_split", "pairs", "preprocess", *SEEDED_SPLIT_OPTIONS)
 
     def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
         super().__init__(card, options)
         self.split_mode = choice(self.options, "split", ("auto", "official", "seeded"), self.name)
         self.pairs = choice(self.options, "pairs", ("first", "all"), self.name)
         self.preprocess = choice(self.options, "preprocess", ("auto", "paper", "none"), self.name)
-        for name in ("test_fraction", "val_fraction"):
-            fraction(self.options, name, self.name)
+        check_seeded_split_options(self.options, self.name)
 
     def check_layout(self, root: Path) -> None:
         if (root / "meta" / "meta.csv").is_file():

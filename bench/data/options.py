@@ -27,11 +27,12 @@ def fraction(options: dict[str, Any], name: str, dataset: str) -> float:
     return float(value)
 
 
-def positive_int(options: dict[str, Any], name: str, dataset: str) -> int:
+def integer(options: dict[str, Any], name: str, dataset: str, minimum: int) -> int:
     value = options[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
-            f"dataset {dataset!r} option {name}={value!r} must be a positive integer, e.g. 64"
+            f"dataset {dataset!r} option {name}={value!r} must be an integer >= {minimum}, "
+            f"e.g. {max(minimum, 64) if name == 'image_size' else minimum}"
         )
     return value
 

@@ -15,8 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.data.options import fraction
+from bench.data.options import fraction, integer
 from bench.data.scan import Sample, ScanLog, read_table
+
+SEEDED_SPLIT_OPTIONS = ("split_seed", "test_fraction", "val_fraction")
+
+
+def check_seeded_split_options(options: dict[str, Any], dataset: str) -> None:
+    """The options of :func:`assign_splits`: a seed and two fractions in (0, 1)."""
+    integer(options, "split_seed", dataset, 0)
+    for name in SEEDED_SPLIT_OPTIONS[1:]:
+        fraction(options, name, dataset)
 
 
 def stratified_holdout(

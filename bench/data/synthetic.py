@@ -1,7 +1,7 @@
 """synthetic-retina: procedurally generated fundus + OCT pairs imitating the MMC-AMD task.
 
 The benchmark has to measure three things that real multimodal retina data has, on a laptop
-CPU and without a download (DATASETS.md, synthetic-retina):
+CPU and without a download:
 
 - cross-modal shared evidence: every lesion has one horizontal position (``lesion_x``),
   drawn once per sample and drawn at that column in every modality;
