@@ -11,10 +11,11 @@ import textwrap
 from functools import partial
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bench.cli import main
-from bench.data import DiskAdapter, adapter_for, load_dataset, register_adapter
+from bench.data import ADAPTERS, DiskAdapter, adapter_for, load_dataset, register_adapter
 from bench.data.images import SPLITS, decode_image
 from bench.data.scan import Sample, Scan, ScanLog
 from bench.data.verify import verify
@@ -81,8 +82,16 @@ def build_copy(root: Path) -> dict[str, int]:
     return sizes
 
 
-def test_an_adapter_registered_in_code_lists_loads_and_verifies(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def folder_pairs():
     register_adapter("test-folder-pairs")(FolderPairs)
+    yield
+    ADAPTERS.unregister("test-folder-pairs")
+
+
+def test_an_adapter_registered_in_code_lists_loads_and_verifies(
+    folder_pairs, tmp_path, monkeypatch, capsys
+):
     cards = tmp_path / "cards"
     cards.mkdir()
     (cards / "folder-pairs.yaml").write_text(yaml.safe_dump(CARD))
