@@ -96,8 +96,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def default_out(card: Card, model: str) -> Path:
+    """``<dataset>.priors.<model hash>.yaml`` in the working directory: the shipped cards may
+    sit inside an installed package, which is no place to write."""
+    return Path.cwd() / f"{card.name}.priors.{_sha(model)}.yaml"
+
+
 def generate(name: str, model: str, out: Path | None = None) -> Path:
-    """Ask the LLM for every class's naive, step-1 and CoT texts; write a new priors file."""
+    """Ask the LLM for every class's naive, step-1 and CoT texts; write a new priors file
+    (``out``, else :func:`default_out`), for ``--set hparams.kedr.priors_file=PATH``."""
     card = get_card(name)
     prompts = read_priors(card)["prompts"]
     base_url = os.environ.get("BENCH_LLM_BASE_URL", DEFAULT_BASE_URL)
@@ -125,6 +132,6 @@ def generate(name: str, model: str, out: Path | None = None) -> Path:
         "prompts": prompts,
         "classes": classes,
     }
-    out = out or priors_path(card).with_name(f"{card.name}.priors.{_sha(model)}.yaml")
+    out = out or default_out(card, model)
     out.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return out

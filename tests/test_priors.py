@@ -12,6 +12,7 @@ import yaml
 
 from bench.cli import main
 from bench.data import all_cards
+from bench.data.cards import cards_dir
 
 SECRET = "sk-test-never-log-me"
 
@@ -83,6 +84,17 @@ def test_generate_uses_two_step_cot_and_never_writes_the_key(
     assert document["provenance"]["model"] == "m-1"
     assert set(document["provenance"]["prompt_sha256"]) == {"naive", "cot_step1", "cot_step2"}
     assert document["classes"]["pcv"]["cot"].startswith("answer #")
+
+
+def test_generate_writes_to_the_working_directory_by_default(fake_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_LLM_BASE_URL", fake_server)
+    monkeypatch.setenv("BENCH_LLM_API_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    shipped = sorted(cards_dir().iterdir())
+    assert main(["priors", "generate", "synthetic-retina", "--model", "m-2"]) == 0
+    (written,) = tmp_path.glob("synthetic-retina.priors.*.yaml")
+    assert yaml.safe_load(written.read_text())["provenance"]["model"] == "m-2"
+    assert sorted(cards_dir().iterdir()) == shipped  # nothing written beside the cards
 
 
 def test_generate_without_a_key_says_which_variable_to_set(monkeypatch, capsys):

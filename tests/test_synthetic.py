@@ -67,7 +67,8 @@ def _test_accuracy(name: str, data, seed: int) -> tuple[float, float]:
 
 def test_difficulty_is_calibrated(tmp_path):
     """Late fusion 80-95 %, each modality alone >= 10 points lower, OCT beats fundus on
-    wet vs dry AMD (DATASETS.md); means over 3 seeds. A saturated benchmark measures nothing."""
+    wet vs dry AMD (bench/data/synthetic.py); means over 3 seeds. A saturated benchmark
+    measures nothing."""
     torch.set_num_threads(1)
     data = load_dataset(DatasetRef.of("synthetic-retina"), tmp_path)
     scores = {

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen = pri_sub.add_parser("generate", help="write new priors with an OpenAI-compatible API")
     gen.add_argument("dataset")
     gen.add_argument("--model", required=True)
-    gen.add_argument("--out", help="output file (default beside the card)")
+    gen.add_argument("--out", help="output file (default: ./<dataset>.priors.<model hash>.yaml)")
     pri.set_defaults(func=cmd_priors)
 
 

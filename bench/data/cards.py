@@ -1,8 +1,9 @@
-"""Dataset cards: YAML files in the top-level ``datasets/`` folder (data, not code).
+"""Dataset cards: YAML files, like lm-evaluation-harness's task configs (data, not code).
 
-A card names its adapter (``bench/data/<adapter>.py``), classes, modalities, default
-options, citation, licence and where to obtain the data. ``BENCH_DATASETS_DIR`` points
-the harness at another folder of cards.
+A card names its adapter by registry name (:data:`bench.data.adapter.ADAPTERS`), its
+classes, modalities, default options, citation, licence and where to obtain the data. The
+cards ship with the package (``datasets/`` in the repository, see :mod:`bench.resources`);
+``BENCH_DATASETS_DIR`` points the harness at another folder of cards instead.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from typing import Any
 import yaml
 
 from bench.errors import ConfigError, UnknownNameError
+from bench.resources import shipped_dir
 
 REQUIRED = ("name", "summary", "adapter", "classes", "modalities", "options")
 
 
 def cards_dir() -> Path:
+    """``$BENCH_DATASETS_DIR`` when set, else the cards shipped with kedr-bench."""
     override = os.environ.get("BENCH_DATASETS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "datasets"
+    if not override:
+        return shipped_dir("datasets")
+    folder = Path(override).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"BENCH_DATASETS_DIR={override} is not a folder: point it at a folder of dataset "
+            "cards or unset it"
+        )
+    return folder
 
 
 @dataclass(frozen=True)
@@ -50,17 +61,42 @@ class Card:
 
 
 def _parse(path: Path) -> Card:
-    with path.open() as fh:
-        raw = yaml.safe_load(fh)
-    missing = [key for key in REQUIRED if key not in (raw or {})]
+    try:
+        with path.open() as fh:
+            raw = yaml.safe_load(fh)
+    except OSError as err:
+        raise ConfigError(f"dataset card {path} cannot be read ({err}): check the file") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(
+            f"dataset card {path} is not readable YAML ({where}{reason}): fix the file"
+        ) from err
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"dataset card {path} is not a YAML mapping: give it the fields {', '.join(REQUIRED)}"
+        )
+    missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise ConfigError(f"dataset card {path} lacks {', '.join(missing)}: add them")
+    for key, kind in (("classes", dict), ("modalities", list), ("options", dict)):
+        if not isinstance(raw[key], kind):
+            raise ConfigError(
+                f"dataset card {path}: {key} must be a {'mapping' if kind is dict else 'list'}, "
+                f"got {type(raw[key]).__name__}: fix the card"
+            )
+    if not all(isinstance(m, dict) and {"name", "channels"} <= set(m) for m in raw["modalities"]):
+        raise ConfigError(
+            f"dataset card {path}: each modality needs a name and channels, e.g. "
+            "{name: fundus, channels: 3}: fix the card"
+        )
     known = set(REQUIRED) | {"priors"}
     return Card(
-        name=raw["name"],
-        summary=raw["summary"],
-        adapter=raw["adapter"],
-        classes=dict(raw["classes"]),
+        name=str(raw["name"]),
+        summary=str(raw["summary"]),
+        adapter=str(raw["adapter"]),
+        classes={str(k): str(v) for k, v in raw["classes"].items()},
         modalities=tuple(raw["modalities"]),
         options=dict(raw["options"]),
         path=path,
@@ -73,7 +109,7 @@ def _parse(path: Path) -> Card:
 def _all_cards(folder: Path) -> dict[str, Card]:
     cards = {}
     for path in sorted(folder.glob("*.yaml")):
-        if path.name.endswith(".priors.yaml"):
+        if ".priors." in path.name:  # a card's priors, or priors written by bench priors
             continue
         card = _parse(path)
         cards[card.name] = card

@@ -1,4 +1,4 @@
-"""Adapter of the ``csv`` card: your own cohort, from a manifest CSV.
+"""Adapter ``csv-manifest`` (card ``csv``): your own cohort, from a manifest CSV.
 
 The card's ``root`` is the manifest file. Columns: ``id``, ``label`` (any strings), one path
 column per modality (option ``modality_columns``, default ``m1,m2``) and optionally
@@ -21,40 +21,25 @@ val rows, validation is carved from train); else a seeded stratified split
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import replace
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.data import LoadedDataset
+import pandas as pd
+
+from bench.data.adapter import DiskAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.images import decode_image
-from bench.data.verify import (
-    SPLIT_ALIASES,
-    Problem,
-    Sample,
-    Scan,
-    assign_splits,
-    read_table,
-    resolve_root,
-)
+from bench.data.options import names
+from bench.data.scan import SPLIT_ALIASES, Sample, Scan, ScanLog, read_table
+from bench.data.splits import SEEDED_SPLIT_OPTIONS, assign_splits, check_seeded_split_options
 from bench.errors import ConfigError, DataError
 from bench.interface import DatasetInfo
 
-log = logging.getLogger("bench.data")
 
-
-def names(value: Any) -> list[str]:
-    """A list option given as a YAML list or as comma-separated text."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
-def modality_channels(options: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def modality_channels(options: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     columns = names(options["modality_columns"])
     if not columns or len(set(columns)) != len(columns) or {"id", "label", "split"} & set(columns):
         raise ConfigError(
@@ -82,86 +67,96 @@ def inside(folder: Path, written: str) -> Path | None:
     return folder / normal
 
 
-def scan(card: Card, options: dict[str, Any], root: Path) -> Scan:
-    if not root.is_file():
-        raise DataError(
-            f"csv: root {root} is not a file: pass --data-root csv=PATH to the manifest CSV"
-        )
-    columns, channels = modality_channels(options)
-    table = read_table(root, ["id", "label", *columns], card.name)
-    classes = tuple(names(options["classes"])) or tuple(
-        sorted({str(v).strip() for v in table["label"]} - {""})
-    )
-    has_split = "split" in table.columns and any(str(v).strip() for v in table["split"])
-    folder = root.parent
-    problems: list[Problem] = []
-    samples, seen = [], {}
-    for line, record in enumerate(table.to_dict("records"), 2):
-        sample_id = str(record["id"]).strip()
-        where = f"manifest line {line} (id {sample_id or '?'})"
-        if not sample_id:
-            problems.append(Problem("duplicate_id", where, "has an empty id"))
-        elif sample_id in seen:
-            problems.append(Problem("duplicate_id", where, f"id also on line {seen[sample_id]}"))
-        seen.setdefault(sample_id, line)
-        label = str(record["label"]).strip()
-        if label not in classes:
-            problems.append(
-                Problem("unknown_label", where, f"label {label!r} is none of {', '.join(classes)}")
+@register_adapter("csv-manifest")
+class CsvManifest(DiskAdapter):
+    """Your own cohort: a manifest CSV whose rows name one image per modality."""
+
+    OPTIONS = ("modality_columns", "channels", "classes", *SEEDED_SPLIT_OPTIONS)
+
+    def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
+        super().__init__(card, options)
+        self.columns, self.channels = modality_channels(self.options)
+        check_seeded_split_options(self.options, self.name)
+
+    def manifest(self, root: Path, header_only: bool = False) -> pd.DataFrame:
+        if not root.is_file():
+            raise DataError(
+                f"csv: root {root} is not a file: pass --data-root csv=PATH to the manifest CSV"
             )
-        sources = [_source(folder, where, c, str(record[c]).strip(), problems) for c in columns]
-        split = ""
-        if has_split:
-            written = str(record["split"]).strip()
-            split = SPLIT_ALIASES.get(written.lower(), "")
-            if not written:
-                problems.append(Problem("unassigned", where, "has no split", blocking=False))
-            elif not split:
-                problems.append(
-                    Problem("bad_split", where, f"split {written!r} is none of train, val, test")
-                )
-        key = sample_id or f"line {line}"
-        samples.append(Sample(key, label if label in classes else None, split, tuple(sources)))
-    samples = assign_splits(samples, options, card.name, test=not has_split)
-    decoders = tuple(partial(decode_image, channels=c) for c in channels)
-    return Scan(card.name, root, classes, columns, samples, problems, decoders)
+        return read_table(root, ["id", "label", *self.columns], self.name, header_only)
 
-
-def _source(
-    folder: Path, where: str, column: str, written: str, problems: list[Problem]
-) -> Path | None:
-    if not written:
-        problems.append(
-            Problem("absent_modality", where, f"no {column} image (skipped)", blocking=False)
+    def classes(self, table: pd.DataFrame, root: Path) -> tuple[str, ...]:
+        """Option ``classes`` (its order is the label order), else the sorted labels."""
+        found = tuple(names(self.options["classes"])) or tuple(
+            sorted({str(v).strip() for v in table["label"]} - {""})
         )
+        if not found:
+            raise DataError(
+                f"csv: the manifest {root} has no labelled row: add rows with a label "
+                "(or list the classes in dataset_options.csv.classes)"
+            )
+        return found
+
+    def info(self) -> DatasetInfo:
+        """Classes and modalities from the manifest and the options, not from the card."""
+        root = self.root()
+        return DatasetInfo(
+            name=self.name,
+            classes=self.classes(self.manifest(root), root),
+            modalities=self.columns,
+            channels=self.channels,
+            image_size=self.image_size,
+        )
+
+    def check_layout(self, root: Path) -> None:
+        self.manifest(root, header_only=True)
+
+    def scan(self, root: Path) -> Scan:
+        table = self.manifest(root)
+        classes = self.classes(table, root)
+        has_split = "split" in table.columns and any(str(v).strip() for v in table["split"])
+        folder = root.parent
+        log = ScanLog()
+        samples = []
+        for line, record in enumerate(table.to_dict("records"), 2):
+            sample_id = str(record["id"]).strip()
+            where = f"manifest line {line} (id {sample_id or '?'})"
+            log.new_id(sample_id, where)
+            written_label = str(record["label"]).strip()
+            label = log.label(
+                written_label if written_label in classes else None,
+                where,
+                f"label {written_label!r}",
+                ", ".join(classes),
+            )
+            sources = tuple(
+                _source(folder, where, c, str(record[c]).strip(), log) for c in self.columns
+            )
+            split = ""
+            if has_split:
+                written = str(record["split"]).strip()
+                split = SPLIT_ALIASES.get(written.lower(), "")
+                if not written:
+                    log.split(None, where, "has no split")
+                elif not split:
+                    log.add("bad_split", where, f"split {written!r} is none of train, val, test")
+            samples.append(Sample(sample_id or f"line {line}", label, split, sources))
+        samples = assign_splits(samples, self.options, self.name, test=not has_split)
+        decoders = tuple(partial(decode_image, channels=c) for c in self.channels)
+        return Scan(self.name, root, classes, self.columns, samples, log.problems, decoders)
+
+
+def _source(folder: Path, where: str, column: str, written: str, log: ScanLog) -> Path | None:
+    if not written:
+        log.add("absent_modality", where, f"no {column} image (skipped)")
         return None
     path = inside(folder, written)
     if path is None:
-        problems.append(
-            Problem(
-                "path_escape",
-                where,
-                f"{column} path {written!r} leaves the manifest's folder {folder}: move the file "
-                "under it and write the path relative to the manifest",
-            )
+        log.add(
+            "path_escape",
+            where,
+            f"{column} path {written!r} leaves the manifest's folder {folder}: move the file "
+            "under it and write the path relative to the manifest",
         )
         return None
-    if not path.is_file():
-        problems.append(Problem("missing_file", written, f"{where} {column}: not on disk"))
-        return None
-    return path
-
-
-def load(card: Card, options: dict[str, Any], info: DatasetInfo, cache_dir: Path) -> LoadedDataset:
-    found = scan(card, options, resolve_root(card, options))
-    absent = {p.where for p in found.problems if p.kind == "absent_modality"}
-    if absent:
-        log.warning(
-            "csv %s: %d sample(s) lack a modality in the source data and are skipped "
-            "(presence masks model only the protocol's missingness)",
-            found.root,
-            len(absent),
-        )
-    _, channels = modality_channels(options)
-    info = replace(info, classes=found.classes, modalities=found.modalities, channels=channels)
-    return found.load(info, cache_dir)
+    return log.file(path, written, f"{where} ({column})")

@@ -1,4 +1,4 @@
-"""Adapter of the ``harvard-glaucoma`` card: Harvard-FairVision glaucoma, SLO fundus + OCT.
+"""Adapter ``fairvision`` (card ``harvard-glaucoma``): Harvard-FairVision, SLO fundus + OCT.
 
 Luo et al., FairVision: Equitable deep learning for eye disease screening via fair identity
 scaling (Harvard-FairVision30k), 2023/2024. Layout: ``root`` (or its ``Glaucoma/`` child)
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -34,26 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import LoadedDataset
+from bench.data.adapter import DiskAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.images import decode_array
-from bench.data.verify import (
-    SPLIT_ALIASES,
-    Problem,
-    Sample,
-    Scan,
-    assign_splits,
-    choice,
-    read_table,
-    resolve_root,
-)
+from bench.data.options import choice
+from bench.data.scan import SPLIT_ALIASES, Sample, Scan, ScanLog, read_table
+from bench.data.splits import SEEDED_SPLIT_OPTIONS, assign_splits, check_seeded_split_options
 from bench.errors import ConfigError, DataError
-from bench.interface import DatasetInfo
 
 FOLDERS = {"train": ("Training", "train"), "val": ("Validation", "val"), "test": ("Test", "test")}
 FILE_NAME = re.compile(r"data_(\d{5})\.npz")
 LABELS = {0: "no_glaucoma", 1: "glaucoma"}
 MODALITIES = ("slo", "oct")
+NPZ_KEYS = ("glaucoma", "slo_fundus", "oct_bscans")
 READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
@@ -117,109 +111,127 @@ def decode_oct(path: Path, size: int, oct_slice: str | int) -> np.ndarray:
     return decode_array(image, size)
 
 
-def _label(path: Path, problems: list[Problem]) -> str | None:
+def _label(path: Path, log: ScanLog) -> str | None:
     try:
         value = read_key(path, "glaucoma").reshape(-1)
         label = LABELS.get(int(value[0])) if value.size == 1 else None
     except (DataError, ValueError, TypeError) as err:
-        problems.append(Problem("corrupt_image", str(path), f"no readable glaucoma label: {err}"))
+        log.add("corrupt_image", str(path), f"no readable glaucoma label: {err}")
         return None
-    if label is None:
-        problems.append(
-            Problem("unknown_label", str(path), f"glaucoma = {value.tolist()}, expected 0 or 1")
-        )
-    return label
+    return log.label(label, str(path), f"glaucoma = {value.tolist()}", "0, 1")
 
 
-def scan(card: Card, options: dict[str, Any], root: Path) -> Scan:
-    mode = choice(options, "split", ("resplit", "folders"), card.name)
-    oct_slice = parse_slice(options["oct_slice"])
-    base = data_folder(root)
-    problems: list[Problem] = []
-    found: dict[str, tuple[Path, str]] = {}  # id -> (file, folder split)
+def _npz_files(base: Path) -> list[tuple[str, Path, str]]:
+    """(id, file, split of its folder) of every ``data_<id>.npz``; split '' directly in
+    ``base``."""
     places = [(base / name, split) for split, names in FOLDERS.items() for name in names]
+    found = []
     for folder, split in [*places, (base, "")]:
         for path in sorted(folder.glob("data_*.npz")) if folder.is_dir() else []:
             match = FILE_NAME.fullmatch(path.name)
-            if match is None:
-                continue
-            if match[1] in found:
-                other = found[match[1]][0]
-                problems.append(
-                    Problem("duplicate_id", str(path), f"id {match[1]} is also {other}")
-                )
-                continue
-            found[match[1]] = (path, split)
-    samples = [
-        Sample(key, _label(path, problems), split, (path, path))
-        for key, (path, split) in sorted(found.items())
-    ]
-    if options["split_file"]:
-        samples = _from_split_file(card, options, root, base, samples, problems)
-        samples = assign_splits(samples, options, card.name, test=False)
-    elif mode == "folders":
-        for sample in samples:
-            if not sample.split:
-                problems.append(
-                    Problem("unassigned", str(sample.sources[0]), "is in no split folder", False)
-                )
-        samples = assign_splits(samples, options, card.name, test=False)
-    else:
-        unassigned = [replace(s, split="") for s in samples]
-        samples = assign_splits(unassigned, options, card.name, test=True)
-    decoders = (decode_slo, partial(decode_oct, oct_slice=oct_slice))
-    key = {"oct_slice": oct_slice}
-    return Scan(card.name, base, tuple(card.classes), MODALITIES, samples, problems, decoders, key)
+            if match is not None:
+                found.append((match[1], path, split))
+    return found
 
 
-def _from_split_file(
-    card: Card,
-    options: dict[str, Any],
-    root: Path,
-    base: Path,
-    samples: list[Sample],
-    problems: list[Problem],
-) -> list[Sample]:
-    given = Path(str(options["split_file"])).expanduser()
-    path = next((p for p in (given, root / given, base / given) if p.is_file()), None)
-    if path is None:
-        raise DataError(
-            f"harvard-glaucoma: split_file {given} not found (as given, or in {root}): "
-            "give its path or set split_file to null"
-        )
-    table = read_table(path, ["filename", "use"], card.name)
-    by_id = {s.id: s for s in samples}
-    split_of: dict[str, str] = {}
-    for line, record in enumerate(table.to_dict("records"), 2):
-        where = f"{path.name} line {line}"
-        digits = re.search(r"(\d{5})", str(record["filename"]))
-        split = SPLIT_ALIASES.get(str(record["use"]).strip().lower())
-        if digits is None or split is None:
-            problems.append(
-                Problem(
+@register_adapter("fairvision")
+class FairVision(DiskAdapter):
+    """Harvard-FairVision: one npz per eye, in split folders or flat."""
+
+    OPTIONS = ("split", "split_file", "oct_slice", *SEEDED_SPLIT_OPTIONS)
+
+    def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
+        super().__init__(card, options)
+        self.split_mode = choice(self.options, "split", ("resplit", "folders"), self.name)
+        self.oct_slice = parse_slice(self.options["oct_slice"])
+        check_seeded_split_options(self.options, self.name)
+
+    def check_layout(self, root: Path) -> None:
+        base = data_folder(root)
+        files = _npz_files(base)
+        if not files:
+            raise DataError(
+                f"harvard-glaucoma: no data_<5-digit id>.npz in {base} or its split folders: "
+                "pass --data-root harvard-glaucoma=PATH to the glaucoma folder"
+            )
+        path = files[0][1]
+        try:
+            with np.load(path, allow_pickle=False) as npz:  # lists the keys, reads no array
+                keys = set(npz.files)
+        except READ_ERRORS as err:
+            raise DataError(f"harvard-glaucoma: cannot open {path}: {err}; replace it") from err
+        missing = [key for key in NPZ_KEYS if key not in keys]
+        if missing:
+            raise DataError(
+                f"harvard-glaucoma: {path} lacks {', '.join(missing)} (it has "
+                f"{', '.join(sorted(keys))}): is this the Harvard-FairVision glaucoma release?"
+            )
+        if self.options["split_file"]:
+            read_table(self._split_file(root, base), ["filename", "use"], self.name, True)
+
+    def scan(self, root: Path) -> Scan:
+        base = data_folder(root)
+        log = ScanLog()
+        found: dict[str, tuple[Path, str]] = {}  # id -> (file, folder split)
+        for key, path, split in _npz_files(base):
+            if log.new_id(key, str(path)):
+                found[key] = (path, split)
+        samples = [
+            Sample(key, _label(path, log), split, (path, path))
+            for key, (path, split) in sorted(found.items())
+        ]
+        if self.options["split_file"]:
+            samples = self._from_split_file(self._split_file(root, base), samples, log)
+            samples = assign_splits(samples, self.options, self.name, test=False)
+        elif self.split_mode == "folders":
+            samples = [
+                replace(s, split=log.split(s.split, str(s.sources[0]), "is in no split folder"))
+                for s in samples
+            ]
+            samples = assign_splits(samples, self.options, self.name, test=False)
+        else:
+            unassigned = [replace(s, split="") for s in samples]
+            samples = assign_splits(unassigned, self.options, self.name, test=True)
+        decoders = (decode_slo, partial(decode_oct, oct_slice=self.oct_slice))
+        key = {"oct_slice": self.oct_slice}
+        classes = tuple(self.card.classes)
+        return Scan(self.name, base, classes, MODALITIES, samples, log.problems, decoders, key)
+
+    def _split_file(self, root: Path, base: Path) -> Path:
+        given = Path(str(self.options["split_file"])).expanduser()
+        path = next((p for p in (given, root / given, base / given) if p.is_file()), None)
+        if path is None:
+            raise DataError(
+                f"harvard-glaucoma: split_file {given} not found (as given, or in {root}): "
+                "give its path or set split_file to null"
+            )
+        return path
+
+    def _from_split_file(self, path: Path, samples: list[Sample], log: ScanLog) -> list[Sample]:
+        table = read_table(path, ["filename", "use"], self.name)
+        by_id = {s.id: s for s in samples}
+        split_of: dict[str, str] = {}
+        for line, record in enumerate(table.to_dict("records"), 2):
+            where = f"{path.name} line {line}"
+            digits = re.search(r"(\d{5})", str(record["filename"]))
+            split = SPLIT_ALIASES.get(str(record["use"]).strip().lower())
+            if digits is None or split is None:
+                log.add(
                     "bad_split",
                     where,
                     f"filename {record['filename']!r} / use {record['use']!r}: expected "
                     "data_<5 digits>.npz and training, validation or test",
                 )
+            elif digits[1] not in by_id:
+                log.add("missing_file", f"data_{digits[1]}.npz", f"named by {where}: not on disk")
+            elif digits[1] in split_of:
+                log.add("duplicate_id", where, f"id {digits[1]} is listed twice")
+            else:
+                split_of[digits[1]] = split
+        return [
+            replace(
+                s,
+                split=log.split(split_of.get(s.id), str(s.sources[0]), f"is not in {path.name}"),
             )
-        elif digits[1] not in by_id:
-            problems.append(
-                Problem("missing_file", f"data_{digits[1]}.npz", f"named by {where}: not on disk")
-            )
-        elif digits[1] in split_of:
-            problems.append(Problem("duplicate_id", where, f"id {digits[1]} is listed twice"))
-        else:
-            split_of[digits[1]] = split
-    out = []
-    for sample in samples:
-        if sample.id not in split_of:
-            problems.append(
-                Problem("unassigned", str(sample.sources[0]), f"is not in {path.name}", False)
-            )
-        out.append(replace(sample, split=split_of.get(sample.id, "")))
-    return out
-
-
-def load(card: Card, options: dict[str, Any], info: DatasetInfo, cache_dir: Path) -> LoadedDataset:
-    return scan(card, options, resolve_root(card, options)).load(info, cache_dir)
+            for s in samples
+        ]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from bench.data import LoadedDataset, Split
+from bench.data.dataset import LoadedDataset, Split
 from bench.errors import ConfigError, DataError
 from bench.interface import DatasetInfo
 
@@ -78,16 +78,6 @@ def as_uint8(array: np.ndarray) -> np.ndarray:
 def resize_to_chw(image: Image.Image, size: int) -> np.ndarray:
     array = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
-
-
-def check_image(path: Path) -> str | None:
-    """Why ``path`` cannot be decoded, or None when it decodes completely."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-    except DECODE_ERRORS as err:
-        return str(err) or type(err).__name__
-    return None
 
 
 # -- preprocessing ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Adapter of the ``mmc-amd`` card: colour fundus + OCT B-scan pairs, 4 classes.
+"""Adapter ``mmc-amd`` (card ``mmc-amd``): colour fundus + OCT B-scan pairs, 4 classes.
 
 Wang et al., Two-stream CNN with loose pair training for multi-modal AMD categorization,
 MICCAI 2019; Learning two-stream CNN for multi-modal AMD categorization, IEEE JBHI 2022.
@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.data import LoadedDataset
+from bench.data.adapter import DiskAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.images import (
     IMAGE_SUFFIXES,
@@ -60,22 +61,20 @@ from bench.data.images import (
     decode_image,
     image_files,
 )
-from bench.data.verify import (
-    Problem,
-    Sample,
-    Scan,
+from bench.data.options import choice
+from bench.data.scan import Sample, Scan, ScanLog, read_table
+from bench.data.splits import (
+    SEEDED_SPLIT_OPTIONS,
     assign_splits,
-    choice,
+    check_seeded_split_options,
     index_splits,
-    read_table,
-    resolve_root,
 )
 from bench.errors import DataError
-from bench.interface import DatasetInfo
 
 LETTERS = {"h": "normal", "d": "dry_amd", "p": "pcv", "w": "wet_amd"}
 ANNOTATION_ORDER = "hdpw"  # the release's class order: normal, dry AMD, PCV, wet AMD
 META_LABELS = {"normal": "normal", "dryamd": "dry_amd", "wetamd": "wet_amd", "pcv": "pcv"}
+_META_NAMES = "wetAMD, dryAMD, PCV, Normal"
 LIST_NAMES = ("cfp", "oct")  # ImageSets/annotations file names, ImageData folder prefixes
 MODALITIES = ("fundus", "oct")
 PREPROCESSING = (("clahe", "clahe"), ("median3", "median"))  # (step, folder-name marker)
@@ -93,29 +92,51 @@ def label_letter(name: str) -> str:
     return parts[1].lower() if len(parts) > 2 else ""
 
 
-def scan(card: Card, options: dict[str, Any], root: Path) -> Scan:
-    split_mode = choice(options, "split", ("auto", "official", "seeded"), card.name)
-    pairs = choice(options, "pairs", ("first", "all"), card.name)
-    mode = choice(options, "preprocess", ("auto", "paper", "none"), card.name)
-    problems: list[Problem] = []
-    if (root / "meta" / "meta.csv").is_file():
-        samples = _scan_meta(root, options, split_mode, problems)
-    else:
-        samples = _scan_release(root, options, split_mode, pairs, problems)
-    decoders = tuple(
-        partial(_decode, channels=int(m["channels"]), step=step, marker=marker, mode=mode)
-        for m, (step, marker) in zip(card.modalities, PREPROCESSING, strict=False)
-    )
-    return Scan(
-        card.name,
-        root,
-        tuple(card.classes),
-        MODALITIES,
-        samples,
-        problems,
-        decoders,
-        {"preprocess": mode},
-    )
+@register_adapter("mmc-amd")
+class MmcAmd(DiskAdapter):
+    """The MMC-AMD release (ImageData + split folders) or its meta/meta.csv layout."""
+
+    OPTIONS = ("split", "official_split", "pairs", "preprocess", *SEEDED_SPLIT_OPTIONS)
+
+    def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
+        super().__init__(card, options)
+        self.split_mode = choice(self.options, "split", ("auto", "official", "seeded"), self.name)
+        self.pairs = choice(self.options, "pairs", ("first", "all"), self.name)
+        self.preprocess = choice(self.options, "preprocess", ("auto", "paper", "none"), self.name)
+        check_seeded_split_options(self.options, self.name)
+
+    def check_layout(self, root: Path) -> None:
+        if (root / "meta" / "meta.csv").is_file():
+            read_table(root / "meta" / "meta.csv", ["CFP", "OCT", "MMC_label"], self.name, True)
+            _meta_index(root / "meta", self.split_mode)
+            return
+        base = _release_base(root)
+        for prefix in LIST_NAMES:
+            _modality_folder(base / "ImageData", prefix)
+        _release_split_dirs(root, base, str(self.options["official_split"]), self.split_mode)
+
+    def scan(self, root: Path) -> Scan:
+        log = ScanLog()
+        if (root / "meta" / "meta.csv").is_file():
+            samples = _scan_meta(root, self.options, self.split_mode, log)
+        else:
+            samples = _scan_release(root, self.options, self.split_mode, self.pairs, log)
+        decoders = tuple(
+            partial(
+                _decode, channels=int(m["channels"]), step=step, marker=marker, mode=self.preprocess
+            )
+            for m, (step, marker) in zip(self.card.modalities, PREPROCESSING, strict=False)
+        )
+        return Scan(
+            self.name,
+            root,
+            tuple(self.card.classes),
+            MODALITIES,
+            samples,
+            log.problems,
+            decoders,
+            {"preprocess": self.preprocess},
+        )
 
 
 def _decode(path: Path, size: int, channels: int, step: str, marker: str, mode: str) -> np.ndarray:
@@ -127,33 +148,47 @@ def _decode(path: Path, size: int, channels: int, step: str, marker: str, mode: 
 # -- the release layout -------------------------------------------------------------------
 
 
-def _scan_release(
-    root: Path, options: dict[str, Any], split_mode: str, pairs: str, problems: list[Problem]
-) -> list[Sample]:
+def _release_base(root: Path) -> Path:
+    """``root`` or its ``mmc-amd`` child (the upstream VisualSearch folder): the one with
+    ImageData/."""
     base = next((c for c in (root, root / "mmc-amd") if (c / "ImageData").is_dir()), None)
     if base is None:
         raise DataError(
             f"mmc-amd: neither ImageData/ nor meta/meta.csv in {root}: pass --data-root "
             "mmc-amd=PATH to the folder that holds ImageData/ (or meta/)"
         )
-    folders = tuple(_modality_folder(base / "ImageData", prefix) for prefix in LIST_NAMES)
-    split_dirs = _split_dirs(root, base, str(options["official_split"]))
-    if split_mode == "official" and not {"train", "test"} <= set(split_dirs):
+    return base
+
+
+def _release_split_dirs(root: Path, base: Path, name: str, split_mode: str) -> dict[str, Path]:
+    """The split folders to use: none when seeded, or when auto finds no train and test."""
+    split_dirs = _split_dirs(root, base, name)
+    complete = {"train", "test"} <= set(split_dirs)
+    if split_mode == "official" and not complete:
         raise DataError(
-            f"mmc-amd: split=official but no mmc-amd-{options['official_split']}-train and "
-            f"-test folders in {root} or beside {base}: add them or use split=seeded"
+            f"mmc-amd: split=official but no mmc-amd-{name}-train and -test folders in "
+            f"{root} or beside {base}: add them or use split=seeded"
         )
-    if split_mode == "seeded" or not {"train", "test"} <= set(split_dirs):
-        samples = _pair("", image_files(folders[0]), image_files(folders[1]), pairs, problems)
+    return split_dirs if complete and split_mode != "seeded" else {}
+
+
+def _scan_release(
+    root: Path, options: dict[str, Any], split_mode: str, pairs: str, log: ScanLog
+) -> list[Sample]:
+    base = _release_base(root)
+    folders = tuple(_modality_folder(base / "ImageData", prefix) for prefix in LIST_NAMES)
+    split_dirs = _release_split_dirs(root, base, str(options["official_split"]), split_mode)
+    if not split_dirs:
+        samples = _pair("", image_files(folders[0]), image_files(folders[1]), pairs, log)
         return assign_splits(samples, options, "mmc-amd", test=True)
     finder = CaseInsensitiveFinder()
     samples = []
     for split, folder in split_dirs.items():
         listed = [
-            _listed(folder, name, main, finder, problems)
+            _listed(folder, name, main, finder, log)
             for name, main in zip(LIST_NAMES, folders, strict=True)
         ]
-        samples += _pair(split, listed[0], listed[1], pairs, problems)
+        samples += _pair(split, listed[0], listed[1], pairs, log)
     return assign_splits(samples, options, "mmc-amd", test=False)
 
 
@@ -183,58 +218,48 @@ def _split_dirs(root: Path, base: Path, name: str) -> dict[str, Path]:
 
 
 def _listed(
-    split_dir: Path, name: str, main: Path, finder: CaseInsensitiveFinder, problems: list[Problem]
+    split_dir: Path, name: str, main: Path, finder: CaseInsensitiveFinder, log: ScanLog
 ) -> list[Path]:
     """The files a split's ImageSets/<name>.txt lists, cross-checked with its annotations."""
     listing = split_dir / "ImageSets" / f"{name}.txt"
     if not listing.is_file():
-        problems.append(Problem("missing_file", str(listing), "the split's image list is missing"))
+        log.add("missing_file", str(listing), "the split's image list is missing")
         return []
     names = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
-    annotated = _annotations(split_dir / "annotations" / f"{name}.txt", len(names), problems)
+    annotated = _annotations(split_dir / "annotations" / f"{name}.txt", len(names), log)
     local = split_dir / "ImageData" / main.name
     found = []
     for i, entry in enumerate(names):
         filename = Path(entry if Path(entry).suffix.lower() in IMAGE_SUFFIXES else f"{entry}.jpg")
-        path = (finder.find(local / filename.name) if local.is_dir() else None) or finder.find(
-            main / filename.name
+        path = log.file(
+            (finder.find(local / filename.name) if local.is_dir() else None)
+            or finder.find(main / filename.name),
+            filename.name,
+            f"{split_dir.name}/ImageSets/{name}.txt (looked in {main})",
         )
         if path is None:
-            problems.append(
-                Problem(
-                    "missing_file",
-                    filename.name,
-                    f"listed in {split_dir.name}/ImageSets/{name}.txt is not in {main}",
-                )
-            )
             continue
         letter = label_letter(filename.name)
         if annotated and letter in LETTERS and annotated[i] != ANNOTATION_ORDER.index(letter):
-            problems.append(
-                Problem(
-                    "label_mismatch",
-                    filename.name,
-                    f"{split_dir.name}/annotations/{name}.txt says {annotated[i]}, the name says "
-                    f"{letter!r} ({LETTERS[letter]}); the name is used",
-                    blocking=False,
-                )
+            log.add(
+                "label_mismatch",
+                filename.name,
+                f"{split_dir.name}/annotations/{name}.txt says {annotated[i]}, the name says "
+                f"{letter!r} ({LETTERS[letter]}); the name is used",
             )
         found.append(path)
     return found
 
 
-def _annotations(path: Path, count: int, problems: list[Problem]) -> list[int | None]:
+def _annotations(path: Path, count: int, log: ScanLog) -> list[int | None]:
     if not path.is_file():
         return []
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if len(lines) != count:
-        problems.append(
-            Problem(
-                "label_mismatch",
-                str(path),
-                f"has {len(lines)} lines for {count} listed images: not cross-checked",
-                blocking=False,
-            )
+        log.add(
+            "label_mismatch",
+            str(path),
+            f"has {len(lines)} lines for {count} listed images: not cross-checked",
         )
         return []
     values: list[int | None] = []
@@ -245,7 +270,7 @@ def _annotations(path: Path, count: int, problems: list[Problem]) -> list[int | 
 
 
 def _pair(
-    split: str, fundus: list[Path], octs: list[Path], pairs: str, problems: list[Problem]
+    split: str, fundus: list[Path], octs: list[Path], pairs: str, log: ScanLog
 ) -> list[Sample]:
     """Eye-level pairs; an eye's images all carry its label letter (it is in the eye id)."""
     by_eye: dict[str, tuple[list[Path], list[Path]]] = defaultdict(lambda: ([], []))
@@ -258,26 +283,16 @@ def _pair(
         if not eye_fundus or not eye_octs:
             have, lack = ("fundus", "OCT") if eye_fundus else ("OCT", "fundus")
             files = eye_fundus or eye_octs
-            problems.append(
-                Problem(
-                    "unpaired",
-                    f"eye {eye}",
-                    f"has {len(files)} {have} image(s) ({files[0].name}) but no {lack}{within}: "
-                    "not used",
-                    blocking=False,
-                )
+            log.add(
+                "unpaired",
+                f"eye {eye}",
+                f"has {len(files)} {have} image(s) ({files[0].name}) but no {lack}{within}: "
+                "not used",
             )
             continue
         first = sorted(eye_fundus)[0]
-        label = LETTERS.get(label_letter(first.name))
-        if label is None:
-            problems.append(
-                Problem(
-                    "unknown_label",
-                    first.name,
-                    f"label letter {label_letter(first.name)!r} is none of h, d, p, w",
-                )
-            )
+        letter = label_letter(first.name)
+        label = log.label(LETTERS.get(letter), first.name, f"label letter {letter!r}", "h, d, p, w")
         chosen = sorted(eye_octs)[:1] if pairs == "first" else sorted(eye_octs)
         for oct_path in chosen:
             sample_id = eye if pairs == "first" else oct_path.stem
@@ -288,52 +303,45 @@ def _pair(
 # -- the meta.csv layout ------------------------------------------------------------------
 
 
-def _scan_meta(
-    root: Path, options: dict[str, Any], split_mode: str, problems: list[Problem]
-) -> list[Sample]:
-    meta_dir = root / "meta"
-    table = read_table(meta_dir / "meta.csv", ["CFP", "OCT", "MMC_label"], "mmc-amd")
+def _meta_index(meta_dir: Path, split_mode: str) -> bool:
+    """Whether the meta layout's split files are used (not when seeded, or absent)."""
     has_index = all((meta_dir / f).is_file() for f in META_INDEX_FILES.values())
     if split_mode == "official" and not has_index:
         raise DataError(
             f"mmc-amd: split=official but {meta_dir} lacks train_set.csv and test_set.csv: "
             "add them or use split=seeded"
         )
-    use_index = has_index and split_mode != "seeded"
+    return has_index and split_mode != "seeded"
+
+
+def _scan_meta(root: Path, options: dict[str, Any], split_mode: str, log: ScanLog) -> list[Sample]:
+    meta_dir = root / "meta"
+    table = read_table(meta_dir / "meta.csv", ["CFP", "OCT", "MMC_label"], "mmc-amd")
+    use_index = _meta_index(meta_dir, split_mode)
     split_of = (
-        index_splits(meta_dir, META_INDEX_FILES, len(table), "mmc-amd", problems)
-        if use_index
-        else {}
+        index_splits(meta_dir, META_INDEX_FILES, len(table), "mmc-amd", log) if use_index else {}
     )
     finder = CaseInsensitiveFinder()
     samples = []
     for row, record in enumerate(table.to_dict("records")):
         where = f"meta.csv row {row}"
         raw = str(record["MMC_label"])
-        label = META_LABELS.get(re.sub(r"[^a-z]", "", raw.lower()))
-        if label is None:
-            problems.append(
-                Problem("unknown_label", where, f"MMC_label {raw!r} is none of {_META_NAMES}")
-            )
+        label = log.label(
+            META_LABELS.get(re.sub(r"[^a-z]", "", raw.lower())),
+            where,
+            f"MMC_label {raw!r}",
+            _META_NAMES,
+        )
         sources = []
         for column in ("CFP", "OCT"):
             relative = str(record[column]).strip()
-            path = _meta_file(root, relative, finder) if relative else None
-            if path is None:
-                problems.append(
-                    Problem("missing_file", relative or "(empty)", f"{where} {column}: not on disk")
-                )
-            sources.append(path)
+            found = _meta_file(root, relative, finder) if relative else None
+            sources.append(log.file(found, relative or "(empty)", f"{where} ({column})"))
         oct_name = Path(str(record["OCT"]).strip()).name
         group = eye_id(oct_name) if oct_name.lower().startswith("o-") else ""
-        if use_index and row not in split_of:
-            problems.append(Problem("unassigned", where, "is in no index file", blocking=False))
-        split = split_of.get(row, "") if use_index else ""
+        split = log.split(split_of.get(row), where, "is in no index file") if use_index else ""
         samples.append(Sample(str(row), label, split, tuple(sources), group=group))
     return assign_splits(samples, options, "mmc-amd", test=not use_index)
-
-
-_META_NAMES = "wetAMD, dryAMD, PCV, Normal"
 
 
 def _meta_file(root: Path, relative: str, finder: CaseInsensitiveFinder) -> Path | None:
@@ -347,7 +355,3 @@ def _meta_file(root: Path, relative: str, finder: CaseInsensitiveFinder) -> Path
         if found is not None:
             return found
     return None
-
-
-def load(card: Card, options: dict[str, Any], info: DatasetInfo, cache_dir: Path) -> LoadedDataset:
-    return scan(card, options, resolve_root(card, options)).load(info, cache_dir)

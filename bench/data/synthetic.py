@@ -1,7 +1,7 @@
 """synthetic-retina: procedurally generated fundus + OCT pairs imitating the MMC-AMD task.
 
 The benchmark has to measure three things that real multimodal retina data has, on a laptop
-CPU and without a download (DATASETS.md, synthetic-retina):
+CPU and without a download:
 
 - cross-modal shared evidence: every lesion has one horizontal position (``lesion_x``),
   drawn once per sample and drawn at that column in every modality;
@@ -98,7 +98,7 @@ def generate(
     always show the true class. Each modality and the label noise draw from their own child
     stream of the seed, so the images do not depend on ``label_noise`` or ``modalities``.
     """
-    _check_arguments(n, image_size, modalities, label_noise, difficulty)
+    check_arguments(n, image_size, modalities, label_noise, difficulty)
     rng = np.random.default_rng(seed)
     classes = rng.permutation(np.arange(n) % len(CLASSES))
     severity = np.where(classes == NORMAL, 0.0, rng.uniform(0.0, 1.0, n))
@@ -118,9 +118,10 @@ def generate(
     )
 
 
-def _check_arguments(
+def check_arguments(
     n: int, image_size: int, modalities: int, label_noise: float, difficulty: float
 ) -> None:
+    """Raise a one-line ConfigError for an argument :func:`generate` cannot use."""
     if n < 1:
         raise ConfigError(f"n must be at least 1, got {n}: ask for one sample or more")
     if image_size < 16:

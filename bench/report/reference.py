@@ -5,7 +5,8 @@ kappa and accuracy in % and ECE as a fraction, as the paper prints them; relativ
 (``kedr_paper_relative.csv``) hold differences in percentage points. Methods are matched by
 our registry name (``kedr``, ``shaspec``, ``kedr:no-ot``) and datasets by card name; a
 column is matched to the metric whose :class:`~bench.metrics.MetricSpec` names it as its
-``reference`` (``f1`` -> ``f1_macro``), scaled by its ``reference_scale``.
+``reference`` (``f1`` -> ``f1_macro``), scaled by its ``reference_scale``. The CSVs ship
+with the package (:mod:`bench.resources`); each reader also takes another folder.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pandas as pd
 
 from bench.metrics import MetricSpec, metric_specs
 from bench.report.tables import in_table_order, rate_label, signed
+from bench.resources import shipped_dir
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE_DIR = shipped_dir("reference")
 ABSOLUTE_FILES = ("kedr_paper_mmc_amd.csv", "kedr_paper_other_datasets.csv")
 RELATIVE_FILE = "kedr_paper_relative.csv"
 COST_FILE = "kedr_paper_cost.csv"
