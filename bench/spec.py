@@ -128,9 +128,9 @@ class CellSpec:
     mask_seed: int | None = None  # the masks' own seed when the grid separates the seed axes
 
     def __post_init__(self) -> None:
-        for name in ("seed", "mask_seed"):
-            value = getattr(self, name)
-            if name == "mask_seed" and value is None:
+        seeds = {"seed": self.seed, "mask_seed": self.mask_seed}
+        for name, value in seeds.items():
+            if value is None and name == "mask_seed":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} {value!r} is not a non-negative integer")

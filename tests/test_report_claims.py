@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from bench.cli import main
 from bench.errors import ConfigError
@@ -29,7 +30,7 @@ from bench.report.claims import (
     recipe_flags,
     verdict,
 )
-from bench.report.power import seeds_needed
+from bench.report.power import minimum_detectable_effect, seeds_needed
 from tests.conftest import run_args
 
 LEAD = Claim(
@@ -80,6 +81,27 @@ PLANNER = RunPlanner("e", "results", [0, 1, 2], {})
 )
 def test_the_verdict_compares_the_interval_with_the_claimed_region(claim, low, high, expected):
     assert verdict(claim, low, high) == expected
+
+
+def simulated_verdicts(claim: Claim, delta: float, sigma: float, n: int) -> pd.Series:
+    """Verdicts of 2,000 simulated paired designs whose true mean difference is ``delta``."""
+    d = np.random.default_rng(7).normal(delta, sigma, size=(2000, n))
+    half = stats.t.ppf(0.975, n - 1) * d.std(axis=1, ddof=1) / np.sqrt(n)
+    mean = d.mean(axis=1)
+    return pd.Series([verdict(claim, m - h, m + h) for m, h in zip(mean, half, strict=True)])
+
+
+def test_a_true_difference_at_the_mde_is_supported_four_times_in_five():
+    sigma, n = 2.0, 5
+    found = simulated_verdicts(LEAD, minimum_detectable_effect(sigma, n), sigma, n)
+    assert (found == "supported").mean() == pytest.approx(0.80, abs=0.03)
+    assert (found == "contradicted").mean() < 0.01
+
+
+def test_a_true_claim_is_contradicted_at_most_one_time_in_twenty():
+    found = simulated_verdicts(ABOUT, ABOUT.size, 1.0, 8)
+    assert (found == "contradicted").mean() <= 0.05 + 0.015
+    assert (found == "supported").mean() > 0.9
 
 
 def test_each_relation_states_its_region_and_wording():

@@ -70,7 +70,7 @@ def test_bad_seed_axes_are_one_line_errors(axes, message):
 
 
 def test_the_data_axis_needs_a_dataset_seed_option():
-    with pytest.raises(ConfigError, match="derm7pt.*no seed option.*drop 'data'"):
+    with pytest.raises(ConfigError, match=r"derm7pt.*no seed option.*drop 'data'"):
         cells({"datasets": ["derm7pt"], "seed_axes": ["data"]})
     grid = cells({"datasets": ["mmc-amd"], "seeds": [0, 1], "seed_axes": ["data"]})
     assert [dict(c.dataset.options)["split_seed"] for c in grid] == [0, 1]
@@ -103,7 +103,8 @@ def test_runs_of_a_factorial_grid_are_tagged_and_all_reported(tmp_path):
     assert main(args) == 0
     runs = collect("t", tmp_path)
     assert runs.superseded == 0 and len(runs.frame) == 4
-    replicates = set(zip(runs.frame["seed"], runs.frame["seed_masks"], runs.frame["seed_data"]))
+    columns = [runs.frame[c] for c in ("seed", "seed_masks", "seed_data")]
+    replicates = set(zip(*columns, strict=True))
     assert replicates == {(0, m, d) for m in ("0", "1") for d in ("0", "1")}
     assert main(args) == 0  # a rerun finds every cell of the factorial done
     assert len(Tracker(tmp_path).runs(Tracker(tmp_path).require_experiment("t"))) == 4

@@ -13,8 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="test the paper's claims on an experiment: paired difference, CI, power, verdict",
         description=(
             "For every published claim (results/reference/claims.csv) whose cells ran: the "
-            "paired difference over seeds with its 95 %% CI, the paired t-test and Wilcoxon "
-            "p, the minimum detectable effect at 80 %% power and a verdict (supported, "
+            "paired difference over seeds with its 95 % CI, the paired t-test and Wilcoxon "
+            "p, the minimum detectable effect at 80 % power and a verdict (supported, "
             "contradicted, inconclusive with the seeds needed); claims not run get the "
             "bench run command that runs them."
         ),
@@ -46,12 +46,12 @@ def cmd_claims(args: argparse.Namespace) -> int:
         RULE,
         absent_line,
         by_dataset,
+        claims_frame,
         claims_table,
         commands,
         evaluate_claims,
         load_claims,
         planner_for,
-        results_frame,
     )
     from bench.report.collect import collect
     from bench.report.render import to_markdown
@@ -66,7 +66,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     if args.variance:
         variance = seed_variance(runs.frame, args.metric, runs.predictions)
     if args.format != "md":
-        print(render(results_frame(results), args.format))
+        print(render(claims_frame(results), args.format))
         if variance is not None:
             print(render(variance, args.format))
         return 0

@@ -25,12 +25,12 @@ from bench.report.claims import (
     RULE,
     absent_line,
     by_dataset,
+    claims_frame,
     claims_table,
     commands,
     evaluate_claims,
     load_claims,
     planner_for,
-    results_frame,
 )
 from bench.report.collect import SETTING, ExperimentRuns, collect
 from bench.report.pdf import Subheading, table_pages, text_pages, write_pdf
@@ -374,7 +374,7 @@ def _claims_and_variance(
         if todo:
             blocks.append(Paragraph("To run the claims not run, or add the seeds needed:"))
             blocks += [Paragraph(command) for command in todo]
-        frames["claims"] = results_frame(results)
+        frames["claims"] = claims_frame(results)
     else:
         blocks.append(Paragraph(f"No claims file {path}: nothing to test."))
     spread = seed_variance(runs.frame, PRIMARY, predictions.__getitem__)

@@ -34,6 +34,11 @@ A claim whose cells did not run (dataset, rate, method or fewer than 2 paired re
 is *not run*, with the ``bench run`` command that would run it. On another dataset than the
 paper's (``target``), every claim keeps its shape (A vs B at that rate) and is labelled as
 re-targeted: it is then a question about that dataset, not a test of the paper.
+
+The t-test takes the replicates as independent. On a grid with seed axes they are the cells
+of a factorial, which share seeds, so the interval is too narrow there: test claims on a
+grid without seed axes, and use seed axes to learn where the variance comes from
+(:mod:`bench.report.variance`).
 """
 
 from __future__ import annotations
@@ -78,10 +83,9 @@ COLUMNS = (
 )
 DIRECTIONS = ("higher", "lower")
 RELATIONS = ("more than", "about", "nearly")
-VERDICTS = ("supported", "contradicted", "inconclusive", "not run")
 RATE_TOLERANCE = 1e-9
 DEFAULT_SEEDS = (0, 1, 2)  # for a command when the experiment has fewer than 2 seeds
-MAX_PLANNED_SEEDS = 20  # beyond, a bigger test set is the cheaper way to a smaller SD
+MAX_PLANNED_SEEDS = 20  # no command beyond: more data is the cheaper way to a smaller SD
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class Claim:
         return max(0.0, self.size - self.margin), high
 
     def wording(self) -> str:
-        """'lower by about 3 ± 1 points', 'higher', 'higher by more than 1 point'."""
+        """'lower by about 3 ± 1', 'higher' (more than 0), 'higher by more than 1'."""
         if self.relation == "more than" and self.size == 0:
             return self.direction
         margin = f" ± {self.margin:g}" if self.relation == "about" else ""
@@ -486,7 +490,7 @@ def evaluate_claims(
     ]
 
 
-def results_frame(results: list[ClaimResult]) -> pd.DataFrame:
+def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
     """One row per tested claim, numbers in points (oriented: + is the claimed direction)."""
     rows = []
     for r in results:

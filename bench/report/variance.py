@@ -24,9 +24,10 @@ variance of one run is the sum of the components, and each axis's share is its c
 over that sum. A grid whose seed drives every axis at once (no seed axes) has one factor,
 ``seed``, and its one component is the sample variance over seeds.
 
-**Test-set sampling.** The test set is one finite sample: the percentile bootstrap over its
-samples (Efron & Tibshirani 1993) of a run's saved predictions gives the variance its
-metric would have over test sets of the same size, with the model fixed. With the data axis
+**Test-set sampling.** The test set is one finite sample: the variance of a run's metric
+over bootstrap resamples of its saved test predictions (Efron & Tibshirani, "An
+Introduction to the Bootstrap", 1993) estimates the variance it would have over test sets
+of the same size, the model fixed. With the data axis
 fixed every run is scored on the same test set, so that variance is *not* part of the
 spread over seeds; with the data axis varied (synthetic-retina draws a new test set with
 each data seed) it is inside the data component.
