@@ -21,6 +21,7 @@ from bench.interface import Method, build_method
 from bench.metrics import compute_metrics
 from bench.protocol import SPLITS, presence_mask
 from bench.runtime import resolve_device, seed_everything
+from bench.seeds import axis_tags
 from bench.spec import CellSpec, DatasetRef
 from bench.tracking import Tracker, write_yaml
 from bench.train import EpochRecord, FitResult, MaskedSplit, Predictions, fit, predict
@@ -104,7 +105,7 @@ def cell_masks(spec: CellSpec, data: LoadedDataset) -> dict[str, np.ndarray]:
             len(data.split(split)),
             data.info.num_modalities,
             spec.missing,
-            spec.seed,
+            spec.masks_seed,
             labels=data.split(split).labels.numpy(),
             batch_size=spec.train.batch_size,
         )
@@ -165,7 +166,7 @@ def run_cell(
     """
     started = time.perf_counter()
     device = resolve_device(spec.train.device)
-    run_id = tracker.start(experiment_id, spec, str(device), hooks.tags)
+    run_id = tracker.start(experiment_id, spec, str(device), {**axis_tags(spec), **hooks.tags})
     try:
         if hooks.on_start is not None:
             hooks.on_start(run_id)

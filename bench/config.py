@@ -17,6 +17,7 @@ import yaml
 from bench.data import get_card
 from bench.errors import ConfigError
 from bench.interface import METHODS, check_hparams, hparam_names
+from bench.seeds import axis_levels, factorial, with_data_seed
 from bench.spec import CellSpec, DatasetRef, MissingSpec, TrainSpec, flatten
 
 DEFAULTS: dict[str, Any] = {
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "datasets": ["synthetic-retina"],
     "rates": [0.2, 0.4, 0.6, 0.8],
     "seeds": [0, 1, 2],
+    "seed_axes": [],  # e.g. [init, masks, data]: vary these apart, as a factorial (bench.seeds)
     "missing": {f.name: f.default for f in fields(MissingSpec) if f.name != "rate"},
     "train": asdict(TrainSpec()),
     "hparams": {},  # method (or '*' for every method that accepts it) -> {name: value}
@@ -52,7 +54,7 @@ def _check_keys(tree: dict[str, Any], where: str) -> None:
         root = key.split(".")[0]
         if root in FREE_FORM:
             continue
-        if key not in valid and root not in ("methods", "datasets", "rates", "seeds"):
+        if key not in valid and root not in ("methods", "datasets", "rates", "seeds", "seed_axes"):
             raise ConfigError(
                 f"unknown config key {key!r} in {where}: valid keys are "
                 + ", ".join(valid + [f"{k}.<name>.<key>" for k in FREE_FORM])
@@ -188,21 +190,50 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
         MissingSpec(rate=_rate(r), **config["missing"]) for r in _as_list(config["rates"], "rates")
     ]
     seeds = [_seed(s) for s in _as_list(config["seeds"], "seeds")]
+    replicates = _replicates(config.get("seed_axes") or [], seeds, datasets)
     return [
         CellSpec(
             method,
-            dataset,
+            data,
             miss,
             train,
             seed,
             tuple(sorted(per_method[method].items())),
             frozen_items,
+            mask_seed,
         )
         for dataset in datasets
         for miss in missing
         for method in methods
-        for seed in seeds
+        for seed, mask_seed, data in replicates[dataset]
     ]
+
+
+def _replicates(
+    axes: Any, seeds: list[int], datasets: list[DatasetRef]
+) -> dict[DatasetRef, list[tuple[int, int | None, DatasetRef]]]:
+    """Per dataset, each replicate's (seed, mask seed, dataset with its data seed): one per
+    seed when no seed axis is given (the seed drives init and masks, as it always has), else
+    the factorial of the axes (:mod:`bench.seeds`)."""
+    if not axes:
+        return {ref: [(seed, None, ref) for seed in seeds] for ref in datasets}
+    if not isinstance(axes, list | tuple | dict):
+        raise ConfigError(
+            f"seed_axes must be a list such as [init, masks, data] or a mapping of axis to "
+            f"seeds, got {axes!r}"
+        )
+    levels = axis_levels(axes if isinstance(axes, dict) else [str(a) for a in axes], seeds)
+    out = {}
+    for ref in datasets:
+        out[ref] = [
+            (
+                init,
+                masks,
+                DatasetRef.of(ref.name, with_data_seed(dict(ref.options), ref.name, data)),
+            )
+            for init, masks, data in factorial(levels)
+        ]
+    return out
 
 
 def _rate(value: Any) -> float:

@@ -23,6 +23,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 HASH_VERSION = 1
+DATA_SEED_OPTIONS = ("data_seed", "split_seed")  # a dataset option that seeds its samples
 
 
 def _choice(value: str, valid: tuple[str, ...], what: str) -> None:
@@ -111,7 +112,11 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class CellSpec:
-    """One cell: method x dataset x missingness x seed, with its training recipe."""
+    """One cell: method x dataset x missingness x seed, with its training recipe.
+
+    ``seed`` drives model initialisation, batch order and, unless ``mask_seed`` is given
+    (a grid that varies the seed axes apart, :mod:`bench.seeds`), the missingness masks.
+    """
 
     method: str
     dataset: DatasetRef
@@ -120,10 +125,27 @@ class CellSpec:
     seed: int
     hparams: tuple[tuple[str, Any], ...] = ()
     frozen_backbone: tuple[tuple[str, Any], ...] = ()  # (name, pretrained) when features are frozen
+    mask_seed: int | None = None  # the masks' own seed when the grid separates the seed axes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed {self.seed!r} is not a non-negative integer")
+        seeds = {"seed": self.seed, "mask_seed": self.mask_seed}
+        for name, value in seeds.items():
+            if value is None and name == "mask_seed":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} {value!r} is not a non-negative integer")
+
+    @property
+    def masks_seed(self) -> int:
+        """The seed of the missingness masks: ``mask_seed`` if set, else ``seed``."""
+        return self.seed if self.mask_seed is None else self.mask_seed
+
+    @property
+    def data_seed(self) -> Any:
+        """The value of the dataset's seed option (:data:`DATA_SEED_OPTIONS`), else None."""
+        options = dict(self.dataset.options)
+        option = data_seed_option(options)
+        return None if option is None else options[option]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for params, YAML and hashing)."""
@@ -133,6 +155,8 @@ class CellSpec:
         out["frozen_backbone"] = dict(self.frozen_backbone)
         if not self.frozen_backbone:
             del out["frozen_backbone"]  # keeps the hashes of ordinary cells as they were
+        if self.mask_seed is None:
+            del out["mask_seed"]  # likewise for cells whose seed drives the masks too
         return out
 
     @property
@@ -149,7 +173,17 @@ class CellSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.method} | {self.dataset.name} | r={self.missing.rate:g} | seed={self.seed}"
+        axes = "" if self.mask_seed is None else f" masks={self.mask_seed} data={self.data_seed}"
+        return (
+            f"{self.method} | {self.dataset.name} | r={self.missing.rate:g} | "
+            f"seed={self.seed}{axes}"
+        )
+
+
+def data_seed_option(options: Any) -> str | None:
+    """The option (among ``options``' names) that seeds a dataset's samples or split, or None."""
+    names = set(options)
+    return next((name for name in DATA_SEED_OPTIONS if name in names), None)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

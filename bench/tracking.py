@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from bench.errors import ConfigError, UnknownNameError
+from bench.seeds import AXIS_TAGS
 from bench.spec import CellSpec, flatten
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -64,7 +65,8 @@ PLATFORM_TAGS = (
 )
 SETTING_TAGS = ("mechanism", "modality", "apply_to")
 CELL_COLUMNS = ("method", "dataset", "rate", "seed", "status", "run_id", "cell_hash")
-TAG_COLUMNS = ("git_commit", "error", "end_time", *SETTING_TAGS, *PLATFORM_TAGS)
+SEED_AXIS_TAGS = tuple(AXIS_TAGS.values())  # set only on cells of a grid with seed axes
+TAG_COLUMNS = ("git_commit", "error", "end_time", *SETTING_TAGS, *SEED_AXIS_TAGS, *PLATFORM_TAGS)
 
 
 @dataclass(frozen=True)
@@ -349,7 +351,7 @@ class Tracker:
                     "git_commit": run.tags.get("git_commit", "unknown"),
                     "error": run.tags.get("error", ""),
                     "end_time": run.end_time or run.start_time,
-                    **{key: run.tags.get(key, "") for key in SETTING_TAGS},
+                    **{key: run.tags.get(key, "") for key in (*SETTING_TAGS, *SEED_AXIS_TAGS)},
                     **{key: run.tags.get(key, "unknown") for key in PLATFORM_TAGS},
                     **tests,
                 }

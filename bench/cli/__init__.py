@@ -16,7 +16,17 @@ from importlib import import_module
 from bench.errors import BenchError
 
 EXIT_USAGE = 2
-SUBCOMMANDS = ("run", "results", "report", "tune", "profile", "listing", "data", "priors")
+SUBCOMMANDS = (
+    "run",
+    "results",
+    "report",
+    "claims",
+    "tune",
+    "profile",
+    "listing",
+    "data",
+    "priors",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

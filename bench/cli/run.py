@@ -16,6 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--datasets", help="dataset names (default synthetic-retina)")
     run.add_argument("--rates", help="missing rates in [0, 1), e.g. 0.2,0.4,0.6,0.8")
     run.add_argument("--seeds", help="integer seeds (default 0,1,2)")
+    run.add_argument(
+        "--seed-axes",
+        dest="seed_axes",
+        help="vary these seed axes apart, as a factorial over --seeds: any of init (model "
+        "init, batch order), masks, data (synthetic samples / split seed); default: one seed "
+        "drives init and masks",
+    )
     run.add_argument("--mechanism", help="mcar | mnar-class | released")
     run.add_argument("--modality", help="either | m1 | m2: which modality goes missing")
     run.add_argument("--apply-to", dest="apply_to", help="both | train | test")
@@ -83,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "datasets": split_list(args.datasets),
         "rates": numbers(args.rates, float, "--rates", "0.2,0.4"),
         "seeds": numbers(args.seeds, int, "--seeds", "0,1,2"),
+        "seed_axes": split_list(args.seed_axes),
         "experiment": args.experiment,
         "results_dir": args.results_dir,
         "missing": {k: v for k, v in missing.items() if v is not None},

@@ -20,6 +20,18 @@ from matplotlib.figure import Figure
 from bench.errors import ConfigError, DataError, UnknownNameError
 from bench.metrics import metric_keys, metric_spec, metric_specs
 from bench.report import figures, reference, stats
+from bench.report.claims import (
+    CLAIMS_FILE,
+    RULE,
+    absent_line,
+    by_dataset,
+    claims_frame,
+    claims_table,
+    commands,
+    evaluate_claims,
+    load_claims,
+    planner_for,
+)
 from bench.report.collect import SETTING, ExperimentRuns, collect
 from bench.report.pdf import Subheading, table_pages, text_pages, write_pdf
 from bench.report.render import to_latex, to_markdown
@@ -42,6 +54,7 @@ from bench.report.tables import (
     unit_suffix,
     utc,
 )
+from bench.report.variance import seed_variance, variance_table
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +202,8 @@ def _assemble(
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
     blocks.append(stats_table(comparison, ref))
+    claim_blocks, claim_frames = _claims_and_variance(runs, results_dir, reference_dir, predictions)
+    blocks += claim_blocks
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
     blocks += [Heading("Provenance", 2), provenance_table(frame)]
 
@@ -203,6 +218,7 @@ def _assemble(
     relation = pd.concat(relative_frames, ignore_index=True)
     if not relation.empty:
         frames["published_relative"] = relation
+    frames.update(claim_frames)
     return blocks, frames
 
 
@@ -334,6 +350,38 @@ def _published(
     if not relation.empty:
         blocks.append(relative_table(relation, dataset))
     return blocks
+
+
+# claims and variance ---------------------------------------------------------------------
+def _claims_and_variance(
+    runs: ExperimentRuns,
+    results_dir: Path,
+    reference_dir: Path,
+    predictions: dict[str, pd.DataFrame],
+) -> tuple[list[Block], dict[str, pd.DataFrame]]:
+    """The published claims tested on these runs (as ``bench claims`` does), and where the
+    variance of the primary metric comes from (seed axes, test-set bootstrap)."""
+    blocks: list[Block] = [Heading("Published claims, tested", 2)]
+    frames = {}
+    path = reference_dir / CLAIMS_FILE
+    if path.is_file():
+        results = evaluate_claims(runs.frame, load_claims(path), planner_for(runs, results_dir))
+        tested, absent = by_dataset(results, runs.frame["dataset"])
+        blocks.append(Paragraph(RULE))
+        blocks += [claims_table(group, dataset) for dataset, group in tested.items()]
+        blocks += [Paragraph(absent_line(d, group)) for d, group in absent.items()]
+        todo = commands(results)
+        if todo:
+            blocks.append(Paragraph("To run the claims not run, or add the seeds needed:"))
+            blocks += [Paragraph(command) for command in todo]
+        frames["claims"] = claims_frame(results)
+    else:
+        blocks.append(Paragraph(f"No claims file {path}: nothing to test."))
+    spread = seed_variance(runs.frame, PRIMARY, predictions.__getitem__)
+    blocks.append(Heading("Where the variance comes from", 2))
+    blocks += [variance_table(spread, d) for d in sorted(spread["dataset"].unique())]
+    frames["variance"] = spread
+    return blocks, frames
 
 
 def load_profiles(results_dir: Path) -> pd.DataFrame:

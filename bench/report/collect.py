@@ -13,7 +13,8 @@ import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError
 from bench.metrics import metric_keys
-from bench.tracking import PLATFORM_TAGS, SETTING_TAGS, Tracker
+from bench.seeds import REPLICATE_COLUMNS
+from bench.tracking import PLATFORM_TAGS, SEED_AXIS_TAGS, SETTING_TAGS, Tracker
 
 SETTING = SETTING_TAGS
 ID_COLUMNS = (
@@ -27,6 +28,7 @@ ID_COLUMNS = (
     "end_time",
     *PLATFORM_TAGS,
     *SETTING,
+    *SEED_AXIS_TAGS,
 )
 
 
@@ -41,10 +43,12 @@ class ExperimentRuns:
 
     ``frame`` columns (:func:`columns`): method, dataset, rate, seed, run_id, cell_hash,
     git_commit, end_time (ms since the epoch), the platform the run ran on
-    (:data:`bench.tracking.PLATFORM_TAGS`), :data:`SETTING` and
-    :func:`bench.metrics.metric_keys`, sorted by dataset, method, rate, seed. ``superseded``
-    counts older FINISHED runs of a (method, dataset, rate, seed) whose recipe changed since
-    (the newest speaks for it); ``not_finished`` counts the cells whose latest run did not
+    (:data:`bench.tracking.PLATFORM_TAGS`), :data:`SETTING`, the seed-axis tags
+    (``seed_masks``, ``seed_data``: empty unless the grid varied the seed axes apart, see
+    :mod:`bench.seeds`) and :func:`bench.metrics.metric_keys`, sorted by dataset, method,
+    rate and replicate (:data:`bench.seeds.REPLICATE_COLUMNS`). ``superseded`` counts older
+    FINISHED runs of a (method, dataset, rate, replicate) whose recipe changed since (the
+    newest speaks for it); ``not_finished`` counts the cells whose latest run did not
     finish, by status.
     """
 
@@ -98,11 +102,13 @@ def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
             f"experiment {experiment!r} mixes missingness settings (mechanism/modality/"
             f"apply_to: {found}): rerun each setting under its own --experiment"
         )
-    key = ["method", "dataset", "rate", "seed"]
+    key = ["method", "dataset", "rate", *REPLICATE_COLUMNS]  # seed axes tell replicates apart
     newest = frame.drop_duplicates(key, keep="last")
     return ExperimentRuns(
         experiment=experiment,
-        frame=newest.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True),
+        frame=newest.sort_values(
+            ["dataset", "method", "rate", *REPLICATE_COLUMNS], ignore_index=True
+        ),
         superseded=len(frame) - len(newest),
         not_finished=not_finished,
         tracker=tracker,

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
+from bench.seeds import replicate_columns
+
 MIN_SEEDS_FOR_CI = 3
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
@@ -30,7 +32,6 @@ BOOTSTRAP_SEED = 0
 TIE_TOLERANCE = 1e-12  # metrics are exact fractions of test counts; this absorbs float noise
 DIFFERENCE_DECIMALS = 12
 EXACT_MAX_PAIRS = 50
-CELL = ["dataset", "rate", "seed"]
 
 
 def bootstrap_ci(
@@ -101,12 +102,13 @@ def robustness(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     the rates every method of the dataset has, then mean and std over the seeds that have
     all of them."""
     rows = []
+    replicate = replicate_columns(frame.columns)
     for dataset, part in frame.groupby("dataset", sort=True):
         shared = set.intersection(*(set(g["rate"]) for _, g in part.groupby("method")))
         rates = np.array(sorted(shared))
         for method, runs in part.groupby("method", sort=True):
             for metric in metrics:
-                curves = runs.pivot(index="seed", columns="rate", values=metric)
+                curves = runs.pivot(index=replicate, columns="rate", values=metric)
                 curves = curves[rates].dropna() if rates.size else curves.iloc[:0]
                 aucs = np.array([normalised_auc(rates, c) for c in curves.to_numpy()])
                 aucs = aucs[np.isfinite(aucs)]
@@ -194,9 +196,11 @@ def compare_to_reference(
     frame: pd.DataFrame, reference: str, metric: str, higher_is_better: bool
 ) -> pd.DataFrame:
     """Every other method against ``reference`` on ``metric`` over the (dataset, rate, seed)
-    cells both finished: n, wins/ties/losses and P(improvement) of the method, median
-    difference (method - reference), Wilcoxon statistic and p, Holm-adjusted p."""
-    table = frame.pivot(index=CELL, columns="method", values=metric)
+    cells both finished (with seed axes, a cell's axis seeds are part of its seed): n,
+    wins/ties/losses and P(improvement) of the method, median difference (method -
+    reference), Wilcoxon statistic and p, Holm-adjusted p."""
+    cell = ["dataset", "rate", *replicate_columns(frame.columns)]
+    table = frame.pivot(index=cell, columns="method", values=metric)
     rows = []
     for method in sorted(m for m in table.columns if m != reference):
         pair = table[[method, reference]].dropna()

@@ -1,0 +1,89 @@
+"""``bench claims``: the published claims tested against an experiment's finished runs."""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("md", "csv", "json")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    claims = sub.add_parser(
+        "claims",
+        help="test the paper's claims on an experiment: paired difference, CI, power, verdict",
+        description=(
+            "For every published claim (results/reference/claims.csv) whose cells ran: the "
+            "paired difference over seeds with its 95 % CI, the paired t-test and Wilcoxon "
+            "p, the minimum detectable effect at 80 % power and a verdict (supported, "
+            "contradicted, inconclusive with the seeds needed); claims not run get the "
+            "bench run command that runs them."
+        ),
+    )
+    claims.add_argument("--experiment", required=True)
+    claims.add_argument("--results-dir", dest="results_dir", default="results")
+    claims.add_argument(
+        "--dataset",
+        help="test every claim on this dataset instead of the paper's (e.g. synthetic-retina): "
+        "the claims' shapes, labelled re-targeted; default: each claim on its own dataset, and "
+        "re-targeted to every dataset of the experiment that no claim is about",
+    )
+    claims.add_argument("--claims", metavar="FILE", help="a claims CSV (default: the shipped one)")
+    claims.add_argument("--format", choices=FORMATS, default="md")
+    claims.add_argument(
+        "--variance",
+        action="store_true",
+        help="also show where the variance comes from: the SD over seeds, the test-set "
+        "bootstrap SD and, for a grid with seed axes, each axis's share",
+    )
+    claims.add_argument(
+        "--metric", default="f1_macro", help="the metric of --variance (default f1_macro)"
+    )
+    claims.set_defaults(func=cmd_claims)
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from bench.report.claims import (
+        RULE,
+        absent_line,
+        by_dataset,
+        claims_frame,
+        claims_table,
+        commands,
+        evaluate_claims,
+        load_claims,
+        planner_for,
+    )
+    from bench.report.collect import collect
+    from bench.report.render import to_markdown
+    from bench.report.variance import seed_variance, variance_table
+    from bench.results import render
+
+    runs = collect(args.experiment, args.results_dir)
+    claims = load_claims(args.claims)
+    planner = planner_for(runs, args.results_dir)
+    results = evaluate_claims(runs.frame, claims, planner, args.dataset)
+    variance = None
+    if args.variance:
+        variance = seed_variance(runs.frame, args.metric, runs.predictions)
+    if args.format != "md":
+        print(render(claims_frame(results), args.format))
+        if variance is not None:
+            print(render(variance, args.format))
+        return 0
+    tested, absent = by_dataset(results, runs.frame["dataset"])
+    blocks = []
+    for dataset, group in tested.items():
+        table = claims_table(group, dataset)
+        blocks.append(f"**{table.title}**\n\n{to_markdown(table)}")
+        blocks += [table.note] if table.note else []
+    blocks += [absent_line(dataset, group) for dataset, group in absent.items()]
+    blocks.append(RULE)
+    todo = commands(results)
+    if todo:
+        blocks.append("To run the claims not run, or add the seeds needed:\n\n" + "\n".join(todo))
+    if variance is not None:
+        for dataset in sorted(variance["dataset"].unique()):
+            table = variance_table(variance, dataset)
+            blocks.append(f"**{table.title}**\n\n{to_markdown(table)}\n\n{table.note}")
+    print("\n\n".join(blocks))
+    return 0
