@@ -48,6 +48,10 @@ def test_the_report_shows_ece_before_and_after_scaling_and_the_kept_epochs(nll_g
     assert "ECE (%) before and after temperature scaling" in text
     assert "the epoch each run kept" in text
     assert (out / "figures" / "synthetic-retina_reliability_ts.png").is_file()
+    assert "ECE after temperature scaling (lower is better): each method against" in text
+    (stats,) = out.glob("csv/stats_ece_ts_vs_*.csv")
+    paired = pd.read_csv(stats)
+    assert len(paired) == 1 and paired["n"].item() == 2 and paired["metric"].item() == "ece_ts"
 
     frame = pd.read_csv(out / "csv" / "calibration.csv")
     assert sorted(frame["method"]) == ["late-fusion", "late-fusion", "moddrop", "moddrop"]

@@ -26,6 +26,7 @@ from bench.report.calibration import (
     monitor_text,
     selection_table,
     ts_predictions,
+    ts_stats_table,
 )
 from bench.report.collect import SETTING, ExperimentRuns, collect
 from bench.report.pdf import Subheading, table_pages, text_pages, write_pdf
@@ -199,6 +200,8 @@ def _assemble(
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
     blocks.append(stats_table(comparison, ref))
+    ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
+    blocks.append(ts_stats_table(ts_comparison, ref))
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
     blocks += [Heading("Provenance", 2), provenance_table(frame)]
 
@@ -209,6 +212,7 @@ def _assemble(
         f"stats_vs_{ref.replace(':', '_')}": comparison,
         "published_comparison": pd.concat(published_frames, ignore_index=True),
         "calibration": calibration,
+        f"stats_ece_ts_vs_{ref.replace(':', '_')}": ts_comparison,
         "runs": frame,
     }
     relation = pd.concat(relative_frames, ignore_index=True)

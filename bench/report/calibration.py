@@ -18,7 +18,15 @@ import pandas as pd
 from bench.metrics import metric_spec
 from bench.report.collect import ExperimentRuns
 from bench.report.stats import summarise
-from bench.report.tables import DASH, Table, mean_std, rank_marks, rate_label
+from bench.report.tables import (
+    DASH,
+    Table,
+    format_p,
+    mean_std,
+    rank_marks,
+    rate_label,
+    signed,
+)
 
 TS_PREDICTIONS = "predictions_ts.csv"
 COLUMNS = (
@@ -191,4 +199,34 @@ def monitor_text(frame: pd.DataFrame) -> str:
         "Model selection: each run kept the weights of the epoch with the "
         + "; ".join(parts)
         + "; every number in this report comes from those weights."
+    )
+
+
+def ts_stats_table(comparison: pd.DataFrame, reference: str) -> Table:
+    """Every method against the reference on the ECE after temperature scaling, paired over
+    (dataset, rate, seed), as the statistics table does for the registered metrics."""
+    rows = tuple(
+        (
+            row.method,
+            str(row.n),
+            f"{row.wins}/{row.ties}/{row.losses}",
+            DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
+            DASH
+            if math.isnan(row.median_difference)
+            else signed(f"{100 * row.median_difference:+.2f}"),
+            f"{row.statistic:g}",
+            format_p(row.p_value),
+            format_p(row.p_holm),
+        )
+        for row in comparison.itertuples()
+    )
+    return Table(
+        name="stats_ece_ts",
+        title=f"ECE after temperature scaling (lower is better): each method against {reference}",
+        header=("method", "pairs", "W/T/L", "P(better)", "median Δ", "W", "p", "p Holm"),
+        rows=rows,
+        note=(
+            "as the table above, on each run's test ECE after its temperature scaling; pairs: "
+            "cells where both runs have one; median Δ = method − reference in points."
+        ),
     )
