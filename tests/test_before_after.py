@@ -16,7 +16,7 @@ def frame(values: dict[str, list[float]]) -> pd.DataFrame:
     index = pd.MultiIndex.from_tuples(
         [(m, "d", r, s) for m in ("a", "b") for r in (0.2, 0.8) for s in (0, 1, 2)], names=CELL
     )
-    return pd.DataFrame(values, index=index)
+    return pd.DataFrame(values, index=index).sort_index()
 
 
 def test_differences_are_paired_per_cell_and_holm_adjusted_per_metric():
@@ -24,8 +24,8 @@ def test_differences_are_paired_per_cell_and_holm_adjusted_per_metric():
     before = frame({k: rng.uniform(0.2, 0.8, 12).tolist() for k in ("f1_macro", "ece", "ece_ts")})
     after = before.copy()
     after.loc["a", "f1_macro"] = (before.loc["a", "f1_macro"] + np.arange(6) * 0.01 + 0.02).values
-    after = after.sample(frac=1.0, random_state=1)  # order must not matter
-    table = compare(before, after).set_index(["metric", "method"])
+    shuffled = after.sample(frac=1.0, random_state=1)  # order must not matter
+    table = compare(before, shuffled).set_index(["metric", "method"])
     row = table.loc[("f1_macro", "a")]
     assert row["n"] == 6 and row["difference"] == pytest.approx(0.045)
     assert row["p_wilcoxon"] == pytest.approx(

@@ -40,6 +40,7 @@ def cell_values(experiment: str, results_dir: str) -> pd.DataFrame:
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """One row per (metric, method) present in both: n pairs, the two means, the mean
     difference after - before with its 95 % t interval, Wilcoxon p and Holm p."""
+    before, after = before.sort_index(), after.sort_index()
     rows = []
     for metric in METRICS:
         for method in sorted(set(before.index.unique(0)) & set(after.index.unique(0))):
