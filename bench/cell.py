@@ -1,7 +1,8 @@
 """Run one cell: load data, draw masks, build the method, fit, predict the test split once,
-score it and record everything in the tracking store. ``run_cell`` is the only cell runner:
-``bench run``'s executors call it as it is, ``bench tune`` with :class:`CellHooks` (report
-every epoch to Optuna, prune, never score the test split)."""
+score it raw and after temperature scaling fitted on the validation split
+(:mod:`bench.calibration`), and record everything in the tracking store. ``run_cell`` is
+the only cell runner: ``bench run``'s executors call it as it is, ``bench tune`` with
+:class:`CellHooks` (report every epoch to Optuna, prune, never score the test split)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.calibration import calibrate, calibration_metrics
 from bench.data import LoadedDataset, load_dataset
 from bench.data.features import frozen_features
 from bench.interface import Method, build_method
@@ -116,7 +118,7 @@ def cell_masks(spec: CellSpec, data: LoadedDataset) -> dict[str, np.ndarray]:
 def predictions_frame(
     preds: Predictions, labels: np.ndarray, present: np.ndarray, info_classes: tuple[str, ...]
 ) -> pd.DataFrame:
-    """One row per test sample: label, prediction, probabilities, presence, confidences."""
+    """One row per sample: label, prediction, probabilities, presence, confidences."""
     frame = pd.DataFrame({"index": np.arange(len(labels)), "label": labels})
     frame["pred"] = preds.probs.argmax(axis=1)
     for k, name in enumerate(info_classes):
@@ -190,16 +192,26 @@ def run_cell(
         tracker.log_metrics(
             run_id, {f"best_val/{spec.train.monitor}": val_metrics[spec.train.monitor]}
         )
-        metrics, per_sample = {}, None
+        metrics, saved = {}, {}
         if hooks.score_test:
             preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
             y_test = data.test.labels.numpy()
             metrics = compute_metrics(preds.probs, y_test)
-            per_sample = predictions_frame(preds, y_test, masks["test"], data.info.classes)
+            scaled = calibrate(method, splits["val"], preds, device, spec.train)
+            tracker.log_metrics(run_id, calibration_metrics(scaled, y_test))
+            for name, split, split_preds in (
+                ("predictions", "test", preds),
+                ("predictions_ts", "test", scaled.test),
+                ("predictions_val", "val", scaled.val),
+            ):
+                labels = data.split(split).labels.numpy()
+                saved[name] = predictions_frame(
+                    split_preds, labels, masks[split], data.info.classes
+                )
 
         def write_artifacts(folder: Path) -> None:
-            if per_sample is not None:
-                per_sample.to_csv(folder / "predictions.csv", index=False)
+            for name, frame in saved.items():
+                frame.to_csv(folder / f"{name}.csv", index=False)
             np.savez(folder / "masks.npz", **masks)
             write_yaml(folder / "config.yaml", {"cell_hash": spec.hash, **spec.to_dict()})
 

@@ -1,6 +1,9 @@
-"""Run configuration: defaults < YAML file < command-line flags < ``--set key=value``.
+"""Run configuration: defaults < preset < YAML file < tuned hparams < command-line flags <
+``--set key=value``.
 
-Every key is checked against :data:`DEFAULTS`; ``hparams.<method>.<name>`` and
+A preset is a YAML config shipped with the package (``bench/presets/<name>.yaml``, e.g.
+``kedr-paper``), read like a config file and applied first, so that ``--config``, flags and
+``--set`` adjust it. Every key is checked against :data:`DEFAULTS`; ``hparams.<method>.<name>`` and
 ``dataset_options.<dataset>.<name>`` are checked against the method's constructor and the
 dataset card. ``expand`` turns a configuration into the grid of :class:`CellSpec`.
 """
@@ -9,13 +12,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, fields
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.data import get_card
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UnknownNameError
 from bench.interface import METHODS, check_hparams, hparam_names
 from bench.seeds import axis_levels, factorial, with_data_seed
 from bench.spec import CellSpec, DatasetRef, MissingSpec, TrainSpec, flatten
@@ -83,6 +87,25 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def presets_dir() -> Path:
+    """The folder of the shipped presets (package data of ``bench``)."""
+    return Path(str(files("bench"))) / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The shipped preset ``name``, checked like a config file."""
+    path = presets_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise UnknownNameError(
+            f"unknown preset {name!r}: choose one of {', '.join(preset_names()) or 'none'}"
+        )
+    return load_config_file(path)
+
+
 def load_hparams_file(path: str | Path) -> dict[str, Any]:
     """The ``hparams`` and ``train`` keys of a file for ``bench run --hparams``."""
     data = load_config_file(path)
@@ -124,8 +147,14 @@ def apply_sets(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]
     return config
 
 
-def resolve(file: str | None, flags: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+def resolve(
+    file: str | None, flags: dict[str, Any], sets: list[str], preset: str | None = None
+) -> dict[str, Any]:
+    """The run configuration, merged in the order of the module docstring (tuned hparams
+    arrive among ``flags``)."""
     config = copy.deepcopy(DEFAULTS)
+    if preset:
+        config = _merge(config, load_preset(preset))
     if file:
         config = _merge(config, load_config_file(file))
     config = _merge(config, {k: v for k, v in flags.items() if v is not None})

@@ -8,12 +8,15 @@ import numpy as np
 import ot
 import pytest
 import torch
+import torch.nn.functional as F
 
 from methods._blocks.ot import (
+    max_normalised,
     normalised_cost,
     pairwise_sq_euclidean,
     sinkhorn_log,
     sinkhorn_unbalanced_log,
+    unit_vectors,
 )
 
 
@@ -189,3 +192,31 @@ def test_infinite_costs_are_never_transported():
     result = sinkhorn_log(a, b, cost.masked_fill(forbidden, float("inf")), eps=0.1)
     assert result.converged and torch.isfinite(result.cost)
     assert (result.plan[forbidden] == 0).all()
+
+
+def test_unit_vectors_centre_over_the_batch_or_over_each_vectors_features():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64) + torch.arange(6.0)[:, None]
+    by_features = unit_vectors(x, "features")
+    torch.testing.assert_close(by_features.mean(-1), torch.zeros(6, dtype=torch.float64))
+    torch.testing.assert_close(by_features.norm(dim=-1), torch.ones(6, dtype=torch.float64))
+    shifted = x + torch.randn(6, 1, generator=g, dtype=torch.float64)  # a constant per row
+    torch.testing.assert_close(unit_vectors(shifted, "features"), by_features)
+    by_points = unit_vectors(x)
+    torch.testing.assert_close(by_points, F.normalize(x - x.mean(0), dim=-1))
+    assert not torch.allclose(unit_vectors(shifted), by_points)
+    assert torch.equal(unit_vectors(torch.ones(1, 4), "features"), torch.zeros(1, 4))
+
+
+def test_normalised_cost_is_max_normalised_batch_centred_cost():
+    """The cost RIMA uses stays as it was: batch-centred clouds, divided by the detached max."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(7, 4, generator=g, requires_grad=True)
+    y = torch.randn(5, 4, generator=g)
+    raw = torch.cdist(F.normalize(x - x.mean(0), dim=1), F.normalize(y - y.mean(0), dim=1)) ** 2
+    cost = normalised_cost(x, y)
+    torch.testing.assert_close(cost, raw / raw.max(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(max_normalised(raw), raw / raw.max())
+    (grad,) = torch.autograd.grad(cost.sum(), x)
+    (expected,) = torch.autograd.grad((raw / raw.max().detach()).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5)

@@ -77,6 +77,8 @@ def test_the_wheel_ships_cards_priors_and_references_and_runs_a_cell(tmp_path):
     shipped = {p.name for p in (REPO / "datasets").iterdir()}
     assert shipped >= {f"{name}.yaml" for name in all_cards()}
     assert {f"bench/_resources/datasets/{name}" for name in shipped} <= names
+    presets = {p.name for p in (REPO / "bench" / "presets").glob("*.yaml")}
+    assert presets and {f"bench/presets/{name}" for name in presets} <= names
     references = {p.name for p in (REPO / "results" / "reference").glob("*.csv")}
     assert {f"bench/_resources/reference/{name}" for name in references} <= names
     modules = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
@@ -13,6 +14,8 @@ import yaml
 from bench.cli import main
 from bench.data import all_cards
 from bench.data.cards import cards_dir
+from bench.errors import ConfigError
+from bench.priors import import_released
 
 SECRET = "sk-test-never-log-me"
 
@@ -110,3 +113,142 @@ def test_unreachable_server_is_a_one_line_error(monkeypatch, capsys):
     assert main(["priors", "generate", "synthetic-retina", "--model", "m"]) == 2
     err = capsys.readouterr().err
     assert "no usable answer from the chat API" in err and SECRET not in err
+
+
+# bench priors import-released --------------------------------------------------------------
+
+# A model file in the shape of lijing-coder/KEDR@6368bb8:model/KEDR.py (imports that do not
+# exist here, side effects at import, the vocabs inside FusionNet.__init__), with texts of
+# our own. Importing or executing it would fail: the importer must only parse it.
+RELEASED_SHAPE = """# -*- coding: utf-8 -*-
+import os
+os.environ["CUDA_VISIBLE_DEVICES"] = "6"
+import torch.nn as nn
+import ot
+from .DEQ_fusion import DEQFusion
+raise SystemExit("this file was executed")
+
+
+class FusionNet(nn.Module):
+    def __init__(self, num_classes, p_missing, dataset_name):
+        super(FusionNet, self).__init__()
+        self.temperature = 0.07
+        if dataset_name == "SPC":
+            print(dataset_name)
+            self.vocab = {
+                0: "Fixture text: a nevus, symmetric and evenly brown.",
+                1: "Fixture text: basal cell carcinoma with arborizing vessels.",
+                2: "Fixture text: melanoma, asymmetric with many colours.",
+                3: "Fixture text: miscellaneous benign lesions, regular.",
+                4: "Fixture text: seborrheic keratosis, stuck-on and waxy.",
+            }
+
+        if dataset_name == "MMC":
+            print(dataset_name)
+            self.vocab = {
+                0: "Fixture text: wet AMD with leaking neovascular tissue.",
+                1: "Fixture text: dry AMD with drusen and atrophy.",
+                2: "Fixture text: PCV with polypoidal lesions.",
+                3: "Fixture text: a normal retina with a preserved fovea.",
+            }
+
+        if dataset_name == "Harvard":
+            print(dataset_name)
+            self.vocab = {
+                0: "Fixture text: a normal optic disc and retina.",
+                1: "Fixture text: glaucoma with a cupped disc and thin RNFL.",
+            }
+        self.class_embedding = None
+"""
+
+
+def released_clone(root, text=RELEASED_SHAPE):
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "KEDR.py").write_text(text)
+    return root
+
+
+def test_import_released_writes_one_priors_file_per_dataset(tmp_path, capsys):
+    clone = released_clone(tmp_path / "KEDR")
+    out = tmp_path / "priors"
+    args = ["priors", "import-released", str(clone), "--out", str(out), "--commit", "6368bb8"]
+    assert main(args) == 0
+    assert "use --set hparams.kedr.priors_file=" in capsys.readouterr().out
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [
+        "derm7pt.priors.released.yaml",
+        "harvard-glaucoma.priors.released.yaml",
+        "mmc-amd.priors.released.yaml",
+    ]
+    derm = yaml.safe_load((out / "derm7pt.priors.released.yaml").read_text())
+    assert derm["dataset"] == "derm7pt" and list(derm["classes"]) == [
+        "bcc",
+        "nev",
+        "mel",
+        "misc",
+        "sk",
+    ]  # the card's order
+    assert derm["classes"]["bcc"] == {
+        "cot": "Fixture text: basal cell carcinoma with arborizing vessels."
+    }
+    provenance = derm["provenance"]
+    assert provenance["commit"] == "6368bb8" and provenance["vocab"] == "SPC"
+    assert provenance["file"] == str((clone / "model" / "KEDR.py").resolve())
+    assert provenance["date"] and len(provenance["file_sha256"]) == 64
+    mmc = yaml.safe_load((out / "mmc-amd.priors.released.yaml").read_text())
+    assert mmc["classes"]["wet_amd"]["cot"].startswith("Fixture text: wet AMD")
+    glaucoma = yaml.safe_load((out / "harvard-glaucoma.priors.released.yaml").read_text())
+    assert glaucoma["classes"]["no_glaucoma"]["cot"].endswith("normal optic disc and retina.")
+
+
+def test_an_imported_file_drives_kedr_through_priors_file(tmp_path):
+    from bench.data import dataset_info, get_card
+    from methods.kedr import prior_texts
+
+    (path,) = [
+        p
+        for p in import_released(released_clone(tmp_path / "KEDR"), tmp_path / "out")
+        if p.name.startswith("mmc-amd")
+    ]
+    card = get_card("mmc-amd")
+    info = dataset_info(card, card.options)
+    texts = prior_texts(info, "cot", str(path))
+    assert texts[info.classes.index("pcv")] == "Fixture text: PCV with polypoidal lesions."
+    with pytest.raises(ConfigError, match="has no 'naive' text for normal, dry_amd"):
+        prior_texts(info, "naive", str(path))
+
+
+def test_the_commit_of_a_git_clone_is_read_when_not_given(tmp_path):
+    clone = released_clone(tmp_path / "KEDR")
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "fixture"], check=True)
+    head = subprocess.run([*git[:3], "rev-parse", "HEAD"], capture_output=True, text=True)
+    (path, *_) = import_released(clone / "model" / "KEDR.py", tmp_path / "out")
+    assert yaml.safe_load(path.read_text())["provenance"]["commit"] == head.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "edit, error",
+    [
+        (lambda t: t.replace('0: "Fixture text: a nevus', '9: "Fixture text: a nevus'), "indices"),
+        (lambda t: t.replace("basal cell carcinoma", "a lesion"), "does not mention 'basal cell'"),
+        (
+            lambda t: t.replace('"Fixture text: a nevus', 'describe("nevus") + "'),
+            "is not a literal",
+        ),
+        (lambda t: t.replace('"Harvard"', '"ISIC"'), "no card maps to"),
+        (lambda t: t.replace("self.vocab", "self.names"), "holds no `if dataset_name"),
+        (lambda t: t + "\ndef broken(:\n", "cannot parse"),
+    ],
+)
+def test_a_file_that_is_not_the_released_shape_is_a_one_line_error(tmp_path, capsys, edit, error):
+    clone = released_clone(tmp_path / "KEDR", edit(RELEASED_SHAPE))
+    assert main(["priors", "import-released", str(clone), "--out", str(tmp_path / "o")]) == 2
+    assert error in capsys.readouterr().err
+
+
+def test_a_missing_clone_says_what_to_pass(tmp_path, capsys):
+    assert main(["priors", "import-released", str(tmp_path / "nowhere")]) == 2
+    assert "pass a clone of github.com/lijing-coder/KEDR" in capsys.readouterr().err

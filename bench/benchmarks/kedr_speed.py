@@ -1,10 +1,12 @@
 """KEDR's head, our implementation vs a naive one of the same model, side by side.
 
-Naive = what the released KEDR code does (github.com/lijing-coder/KEDR): 30 unrolled
-fixed-point steps kept in the autograd graph, and unbalanced Sinkhorn in the primal
-scaling form with the plan built as diag(u) K diag(v) from dense diagonal matrices.
-Ours = Anderson forward + implicit backward (methods/_blocks/deq.py) and log-domain
-Sinkhorn with broadcasting (methods/_blocks/ot.py). Same weights, same batch.
+Naive = the head as a straightforward listing writes it: 30 unrolled fixed-point steps
+kept in the autograd graph, and unbalanced Sinkhorn in the primal scaling form, unrolled
+in autograd, with the plan built as diag(u) K diag(v) from dense diagonal matrices. (The
+released KEDR code, lijing-coder/KEDR@6368bb8, does neither: it solves its DEQ by Anderson
+with an implicit backward hook and its OT with POT.) Ours = Anderson forward + implicit
+backward (methods/_blocks/deq.py) and log-domain Sinkhorn with broadcasting
+(methods/_blocks/ot.py). Same weights, same batch, same losses.
 
     python -m bench.benchmarks.kedr_speed [--feature-dim 2048] [--batch-size 32] [--steps 5]
 
@@ -25,7 +27,7 @@ from bench.data import dataset_info, get_card
 from bench.interface import Batch, Method, build_method
 from bench.profile import peak_memory_mb, profile_method, synthetic_batch
 from methods._blocks.deq import unrolled_solve
-from methods._blocks.ot import normalised_cost
+from methods._blocks.ot import max_normalised, pairwise_sq_euclidean, unit_vectors
 from methods.kedr import KEDR
 
 
@@ -38,7 +40,7 @@ def dense_diag_unbalanced_sinkhorn(
     max_iter: int = 1000,
     tol: float = 1e-6,
 ) -> torch.Tensor:
-    """Primal-scaling unbalanced Sinkhorn (Chizat et al. 2018), plan = diag(u) K diag(v)."""
+    """Primal-scaling unbalanced Sinkhorn (Chizat et al. 2018): the plan diag(u) K diag(v)."""
     kernel = torch.exp(-cost / eps)
     fi = reg_m / (reg_m + eps)
     u, v = torch.ones_like(a), torch.ones_like(b)
@@ -48,8 +50,7 @@ def dense_diag_unbalanced_sinkhorn(
         v = (b / (kernel.T @ u)) ** fi
         if (u - previous).abs().max() < tol:
             break
-    plan = torch.diag(u) @ kernel @ torch.diag(v)
-    return (plan * cost).sum()
+    return torch.diag(u) @ kernel @ torch.diag(v)
 
 
 class NaiveKEDR(KEDR):
@@ -70,12 +71,16 @@ class NaiveKEDR(KEDR):
             fusion.forward = original
 
     def _alignment_loss(self, shared, y):
-        anchors = self.project(self.text_embeddings)[y]
+        anchors = self.anchors()[y]
+        raw = pairwise_sq_euclidean(
+            unit_vectors(shared, "features"), unit_vectors(anchors, "features")
+        )
         n = len(y)
         a = torch.full((n,), 1.0 / n, device=y.device)
-        return dense_diag_unbalanced_sinkhorn(
-            a, a.clone(), normalised_cost(shared, anchors), self.ot_eps, self.ot_reg_m
+        plan = dense_diag_unbalanced_sinkhorn(
+            a, a.clone(), max_normalised(raw), self.ot_eps, self.ot_reg_m
         )
+        return (plan * raw).sum()
 
 
 def activation_peak_mb(

@@ -31,6 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--device", help="auto | cpu | cuda | mps")
     run.add_argument("--experiment", help="MLflow experiment name (default 'default')")
     run.add_argument("--results-dir", dest="results_dir", help="default results/")
+    run.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a shipped protocol, applied first (e.g. kedr-paper, kedr-paper-frozen); "
+        "--config, flags and --set adjust it",
+    )
     run.add_argument("--config", help="YAML file with any of the keys below")
     run.add_argument(
         "--set",
@@ -72,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--ray-address", dest="ray_address", help="Ray cluster to join, e.g. auto (default: local)"
     )
+    run.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="print the resolved settings and every cell, run nothing",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -98,8 +110,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         "hparams": tuned.get("hparams"),
         "retry_failed": args.retry_failed or None,
     }
-    config = resolve(args.config, flags, data_root_sets(args.data_root) + (args.set or []))
+    sets = data_root_sets(args.data_root) + (args.set or [])
+    config = resolve(args.config, flags, sets, preset=args.preset)
     cells = expand(config)
+    if args.dry_run:
+        from bench.plan import describe
+
+        print(describe(config, cells))
+        return 0
     tracker = Tracker(Path(config["results_dir"]))
     experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
     todo, skipped = pending_cells(cells, tracker, experiment_id, config["retry_failed"])

@@ -20,6 +20,14 @@ from matplotlib.figure import Figure
 from bench.errors import ConfigError, DataError, UnknownNameError
 from bench.metrics import metric_keys, metric_spec, metric_specs
 from bench.report import figures, reference, stats
+from bench.report.calibration import (
+    calibration_frame,
+    calibration_table,
+    monitor_text,
+    selection_table,
+    ts_predictions,
+    ts_stats_table,
+)
 from bench.report.claims import (
     CLAIMS_FILE,
     RULE,
@@ -172,6 +180,8 @@ def _assemble(
     paper = reference.published(reference_dir)
     claims = reference.relative(reference_dir)
     predictions = {run_id: runs.predictions(run_id) for run_id in frame["run_id"]}
+    calibration = calibration_frame(runs)
+    scaled = {r: p for r in frame["run_id"] if (p := ts_predictions(runs, r)) is not None}
     colours = figures.method_colours(methods)
 
     blocks: list[Block] = [Heading(f"Benchmark report: {runs.experiment}", 1)]
@@ -191,6 +201,7 @@ def _assemble(
             ),
             main_table(summary, dataset),
             ece_table(summary, dataset),
+            *_calibration(calibration, scaled, part, dataset),
             robustness_table(robust, dataset),
             ci_table(summary, dataset, PRIMARY),
             all_metrics_table(every_metric, dataset),
@@ -202,6 +213,8 @@ def _assemble(
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
     blocks.append(stats_table(comparison, ref))
+    ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
+    blocks.append(ts_stats_table(ts_comparison, ref))
     claim_blocks, claim_frames = _claims_and_variance(runs, results_dir, reference_dir, predictions)
     blocks += claim_blocks
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
@@ -213,6 +226,8 @@ def _assemble(
         "robustness": robust,
         f"stats_vs_{ref.replace(':', '_')}": comparison,
         "published_comparison": pd.concat(published_frames, ignore_index=True),
+        "calibration": calibration,
+        f"stats_ece_ts_vs_{ref.replace(':', '_')}": ts_comparison,
         "runs": frame,
     }
     relation = pd.concat(relative_frames, ignore_index=True)
@@ -299,6 +314,46 @@ def _reliability(
         )
         for k, chunk in enumerate(chunks)
     ]
+
+
+def _calibration(
+    calibration: pd.DataFrame,
+    scaled: dict[str, pd.DataFrame],
+    part: pd.DataFrame,
+    dataset: str,
+) -> list[Block]:
+    """ECE before and after temperature scaling, the kept epochs and their monitor, and the
+    reliability diagrams of the temperature-scaled predictions."""
+    blocks: list[Block] = [
+        Heading(f"{dataset}: calibration and model selection", 3),
+        Paragraph(monitor_text(calibration[calibration["dataset"] == dataset])),
+        calibration_table(calibration, dataset),
+        selection_table(calibration, dataset),
+    ]
+    cells = {key: cell for key, cell in part.groupby(["method", "rate"])}
+    pooled = {
+        key: _pool(cell, scaled)
+        for key, cell in cells.items()
+        if set(cell["run_id"]) <= set(scaled)
+    }
+    if not pooled:
+        return blocks
+    methods = sorted({method for method, _ in pooled})
+    rates = sorted(part["rate"].unique())
+    chunks = [methods[i : i + RELIABILITY_ROWS] for i in range(0, len(methods), RELIABILITY_ROWS)]
+    for k, chunk in enumerate(chunks):
+        blocks.append(
+            FigureBlock(
+                f"{dataset}_reliability_ts" + (f"_{k + 1}" if len(chunks) > 1 else ""),
+                figures.reliability_figure(
+                    pooled, f"{dataset} after temperature scaling", chunk, rates
+                ),
+                f"{dataset}: reliability diagrams of the temperature-scaled test predictions "
+                "(each run's T fitted on its validation split), drawn as the raw diagrams are."
+                + (f" Part {k + 1} of {len(chunks)}." if len(chunks) > 1 else ""),
+            )
+        )
+    return blocks
 
 
 def _confidences(

@@ -73,22 +73,36 @@ def pairwise_sq_euclidean(x: Tensor, y: Tensor) -> Tensor:
         return (sq - 2 * x @ y.mT).clamp_min(0)
 
 
-def normalised_cost(x: Tensor, y: Tensor) -> Tensor:
-    """The released KEDR code's cost: C = D / max(D) with D_ij = ||x~_i - y~_j||^2, where
-    x~ = (x - mean(x)) / ||x - mean(x)|| row-wise (likewise y~) and max(D) is detached.
+def unit_vectors(x: Tensor, centre: Literal["points", "features"] = "points") -> Tensor:
+    """Centred, L2-normalised vectors x~ = (x - m) / ||x - m|| row-wise, in float32 or wider.
 
-    x: (*S, n, d) features (KEDR: shared features f_s), y: (*S, m, d) (semantic anchors s_y);
-    returns (*S, n, m) in [0, 1], float32 or wider. A degenerate cloud (one point, all equal)
-    gives a zero or constant cost instead of 0 / 0.
+    ``centre='points'``: m is the mean point of the cloud (over dim -2, the batch);
+    ``'features'``: m is each vector's own mean over its features (dim -1), as the released
+    KEDR code's ``OT_Attn_assem.normalize_feature`` does (lijing-coder/KEDR@6368bb8:
+    model/KEDR.py). x: (*S, n, d); a zero vector stays zero instead of 0 / 0.
     """
     with torch.autocast(x.device.type, enabled=False):
-        dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
-        x, y = x.to(dtype), y.to(dtype)
-        x = F.normalize(x - x.mean(dim=-2, keepdim=True), dim=-1)
-        y = F.normalize(y - y.mean(dim=-2, keepdim=True), dim=-1)
-        cost = pairwise_sq_euclidean(x, y)
-        scale = cost.detach().amax(dim=(-2, -1), keepdim=True)
-        return cost / scale.clamp_min(torch.finfo(dtype).tiny)
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        dim = -2 if centre == "points" else -1
+        return F.normalize(x - x.mean(dim=dim, keepdim=True), dim=-1)
+
+
+def max_normalised(cost: Tensor) -> Tensor:
+    """C / max(C) over the last two dimensions, with max(C) detached (an all-zero C stays 0)."""
+    scale = cost.detach().amax(dim=(-2, -1), keepdim=True)
+    return cost / scale.clamp_min(torch.finfo(cost.dtype).tiny)
+
+
+def normalised_cost(x: Tensor, y: Tensor) -> Tensor:
+    """C = D / max(D) with D_ij = ||x~_i - y~_j||^2, x~ = :func:`unit_vectors` of x centred on
+    its mean point (likewise y~), and max(D) detached.
+
+    x: (*S, n, d) features, y: (*S, m, d); returns (*S, n, m) in [0, 1], float32 or wider. A
+    degenerate cloud (one point, all equal) gives a zero or constant cost instead of 0 / 0.
+    (KEDR's released cost centres each vector over its features instead, and its loss uses
+    D itself: see :func:`unit_vectors` and ``methods.kedr``.)
+    """
+    return max_normalised(pairwise_sq_euclidean(unit_vectors(x), unit_vectors(y)))
 
 
 def sinkhorn_log(

@@ -1,5 +1,5 @@
 """Built-in text encoders of ``bench.encoders.TEXT_ENCODERS`` (frozen, for semantic priors),
-and an on-disk cache of their embeddings.
+an on-disk cache of their embeddings, and a trainable ``hf:`` encoder.
 
 - ``hf:<id-or-path>``: a Hugging Face encoder from a local folder or the local HF cache,
   CLS token (KEDR uses ``emilyalsentzer/Bio_ClinicalBERT``, 768-d; Alsentzer et al. 2019).
@@ -12,6 +12,11 @@ and an on-disk cache of their embeddings.
 
 Embeddings are cached under ``$BENCH_CACHE_DIR`` (default ``~/.cache/kedr-bench``), keyed
 by encoder name and the texts' hash. Nothing is downloaded.
+
+:class:`TrainableTextEncoder` is the fine-tuned alternative (KEDR's released code trains
+Bio_ClinicalBERT with the rest of the model, CLS token; lijing-coder/KEDR@6368bb8:
+model/KEDR.py ``TextFeatureExtractor``): an ``hf:`` model whose weights are parameters of
+the method, re-encoding the fixed, pre-tokenised prior texts at every forward.
 """
 
 from __future__ import annotations
@@ -88,22 +93,58 @@ def minilm() -> TextEncoder:
     return _transformer(str(get_model_path()), "mean")
 
 
-@register_text_encoder("hf")
-def hugging_face(source: str) -> TextEncoder:
-    """``source``: a local model folder, or a model id in the local Hugging Face cache."""
+def _hf_location(source: str) -> str:
+    """The local folder, or the id in the local Hugging Face cache, of ``hf:<source>``."""
     name = f"hf:{source}"
     folder = Path(source).expanduser()
     if importlib.util.find_spec("transformers") is None:
         raise ConfigError(f"text encoder {name!r} needs transformers: pip install transformers")
     if folder.is_dir():
-        return _transformer(str(folder), "cls")
+        return str(folder)
     if not _in_hf_cache(source):
         raise ConfigError(
             f"text encoder {name!r} is not available offline: on a machine with internet run "
             f"`huggingface-cli download {source}` and copy its folder here, then pass "
             "hf:/path/to/that/folder (or use text_encoder=minilm or hashing)"
         )
-    return _transformer(source, "cls")
+    return source
+
+
+@register_text_encoder("hf")
+def hugging_face(source: str) -> TextEncoder:
+    """``source``: a local model folder, or a model id in the local Hugging Face cache."""
+    return _transformer(_hf_location(source), "cls")
+
+
+class TrainableTextEncoder(torch.nn.Module):
+    """A fine-tuned ``hf:<id-or-folder>`` encoder of fixed texts: forward() -> (K, width),
+    the CLS token of each text (as ``hf:`` does frozen), with gradients into the model."""
+
+    def __init__(self, name: str, texts: list[str], max_length: int = 512) -> None:
+        super().__init__()
+        base, _, source = name.partition(":")
+        if base != "hf" or not source:
+            raise ConfigError(
+                f"text_trainable needs an hf:<model id or folder> text encoder, got {name!r}: "
+                "pass e.g. text_encoder=hf:/path/to/Bio_ClinicalBERT, or text_trainable=false"
+            )
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        location = _hf_location(source)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
+        self.model = AutoModel.from_pretrained(location, local_files_only=True)
+        tokens = tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
+        self.register_buffer("attention_mask", tokens["attention_mask"], persistent=False)
+        self.width = int(self.model.config.hidden_size)
+
+    def forward(self) -> torch.Tensor:
+        hidden = self.model(input_ids=self.input_ids, attention_mask=self.attention_mask)
+        return hidden.last_hidden_state[:, 0].float()
 
 
 def _in_hf_cache(model_id: str) -> bool:
