@@ -188,9 +188,12 @@ def _assemble(
         ]
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
-    blocks.append(stats_table(comparison, ref))
+    if comparison.empty:  # one method finished: nothing to compare it with
+        blocks.append(Paragraph(f"Only {ref} finished cells: no other method to compare."))
+    else:
+        blocks.append(stats_table(comparison, ref))
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
-    blocks += [Heading("Provenance", 2), provenance_table(frame)]
+    blocks += [Heading("Provenance", 2), Paragraph(_comparability(runs)), provenance_table(frame)]
 
     frames = {
         "summary": summary,
@@ -204,6 +207,24 @@ def _assemble(
     if not relation.empty:
         frames["published_relative"] = relation
     return blocks, frames
+
+
+def _comparability(runs: ExperimentRuns) -> str:
+    """Whether every reported run shares one comparability key (commit, torch version,
+    device type, CPU threads); a mix is also logged as a warning."""
+    keys = runs.comparability
+    if len(keys) == 1:
+        return (
+            f"Comparability: every reported run shares {next(iter(keys))}, so rerunning a cell "
+            "under it reproduces its numbers on the same platform."
+        )
+    listed = "; ".join(f"{key} ({n} runs)" for key, n in keys.items())
+    text = (
+        f"Comparability WARNING: the tables mix {len(keys)} settings under which a cell can "
+        f"give other numbers: {listed}."
+    )
+    log.warning("%s", text)
+    return text
 
 
 def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:
