@@ -148,6 +148,18 @@ def check_grid(cells: list[CellSpec], executor: str = "local", read_disk: bool =
     log.info("pre-flight passed: %d cells, %d datasets checked", len(cells), len(infos))
 
 
+def check_disk(cells: list[CellSpec]) -> None:
+    """What :func:`check_grid` with ``read_disk=False`` left out: the datasets read from
+    disk, and the methods of their cells."""
+    adapters = {
+        ref: adapter
+        for ref, adapter in dataset_adapters(cells).items()
+        if isinstance(adapter, DiskAdapter)
+    }
+    infos = check_datasets(adapters)
+    check_methods([c for c in cells if c.dataset in infos], infos)
+
+
 def check_output_folder(folder: str | Path, flag: str) -> Path:
     """``folder``, which can be created and written: it, or the nearest folder above it
     that exists, is a folder this process may write into (nothing is created); ``flag``

@@ -134,7 +134,7 @@ def recorded_split(
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.executors import run_cells
     from bench.plan import describe_grid
-    from bench.preflight import check_grid, check_store
+    from bench.preflight import check_disk, check_grid, check_store
     from bench.results import results_frame, summary_table, unfinished_line
     from bench.tracking import Tracker
 
@@ -145,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     results_dir = check_store(config["results_dir"])
     todo, skipped = recorded_split(cells, results_dir, config["experiment"], config["retry_failed"])
-    check_grid(todo, options.name)  # the datasets' sources too, before any cell starts
+    check_disk(todo)  # the sources of the datasets on disk, before any cell starts
     tracker = Tracker(results_dir)
     experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
     logging.getLogger("bench").info(
