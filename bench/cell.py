@@ -19,6 +19,7 @@ import torch
 from bench.calibration import calibrate, calibration_metrics
 from bench.data import LoadedDataset, load_dataset
 from bench.data.features import frozen_features
+from bench.failures import classify as classify_failure
 from bench.interface import Method, build_method
 from bench.metrics import compute_metrics
 from bench.protocol import SPLITS, presence_mask
@@ -45,6 +46,7 @@ class CellResult:
     run_id: str = ""
     best_epoch: dict[str, int] = field(default_factory=dict)
     val_metrics: dict[str, float] = field(default_factory=dict)
+    failure: str = ""  # the bench.failures class of a FAILED or KILLED cell
 
 
 class StopCell(Exception):
@@ -162,13 +164,15 @@ def run_cell(
     datasets: DatasetCache,
     hooks: CellHooks = CellHooks(),
 ) -> CellResult:
-    """Train and evaluate one cell; a failure is recorded with its reason, never raised.
+    """Train and evaluate one cell; a failure is recorded with its reason and its
+    :mod:`bench.failures` class (tag ``failure_class``), never raised.
 
     A :class:`StopCell` from a hook, or Ctrl-C, ends the run KILLED and is re-raised.
     """
     started = time.perf_counter()
     device = resolve_device(spec.train.device)
     run_id = tracker.start(experiment_id, spec, str(device), {**axis_tags(spec), **hooks.tags})
+    phase = "data"  # where a failure happened decides its class (bench.failures)
     try:
         if hooks.on_start is not None:
             hooks.on_start(run_id)
@@ -178,6 +182,7 @@ def run_cell(
         splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in used}
         if device.type == "cuda":
             splits = {s: split.pinned() for s, split in splits.items()}
+        phase = "method"
         method = cell_method(spec, data)
 
         def on_epoch(record: EpochRecord) -> None:
@@ -215,6 +220,7 @@ def run_cell(
             np.savez(folder / "masks.npz", **masks)
             write_yaml(folder / "config.yaml", {"cell_hash": spec.hash, **spec.to_dict()})
 
+        phase = "store"
         tracker.finish(
             run_id,
             metrics,
@@ -235,11 +241,13 @@ def run_cell(
         raise
     except Exception as err:  # the cell fails with its reason; the grid goes on
         log.debug("cell %s failed", spec.label, exc_info=True)
-        tracker.fail(run_id, err)
+        failure = classify_failure(err, phase)
+        tracker.fail(run_id, err, failure=failure)
         return CellResult(
             spec,
             "FAILED",
             error=f"{type(err).__name__}: {err}",
             seconds=time.perf_counter() - started,
             run_id=run_id,
+            failure=failure,
         )

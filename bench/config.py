@@ -16,10 +16,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.data import get_card
 from bench.errors import ConfigError, UnknownNameError
+from bench.files import parse_yaml, read_mapping
 from bench.interface import METHODS, check_hparams, hparam_names
 from bench.seeds import axis_levels, factorial, with_data_seed
 from bench.spec import CellSpec, DatasetRef, MissingSpec, TrainSpec, flatten
@@ -42,14 +41,15 @@ DEFAULTS: dict[str, Any] = {
 FREE_FORM = ("hparams", "dataset_options")  # their sub-keys are checked later
 
 
-def parse_value(text: str) -> Any:
-    """``'1e-3'`` -> 0.001, ``'3'`` -> 3, ``'[a, b]'`` -> list, ``'true'`` -> True."""
+def parse_value(text: str, where: str = "the value") -> Any:
+    """``'1e-3'`` -> 0.001, ``'3'`` -> 3, ``'[a, b]'`` -> list, ``'true'`` -> True; text that
+    is not valid YAML is a ConfigError naming ``where``."""
     for cast in (int, float):
         try:
             return cast(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
+    return parse_yaml(text, where)
 
 
 def _check_keys(tree: dict[str, Any], where: str) -> None:
@@ -75,15 +75,12 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist: check the path")
-    with path.open() as fh:
-        raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    _check_keys(raw, str(path))
+def load_config_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file of config keys, checked (:func:`check_config_types`); a malformed file is a
+    one-line ConfigError with the file and line (:mod:`bench.files`)."""
+    raw = read_mapping(path, what)
+    check_config_types(raw, f"{what} {path}")
+    _check_keys(raw, f"{what} {path}")
     return raw
 
 
@@ -103,12 +100,12 @@ def load_preset(name: str) -> dict[str, Any]:
         raise UnknownNameError(
             f"unknown preset {name!r}: choose one of {', '.join(preset_names()) or 'none'}"
         )
-    return load_config_file(path)
+    return load_config_file(path, "preset")
 
 
 def load_hparams_file(path: str | Path) -> dict[str, Any]:
     """The ``hparams`` and ``train`` keys of a file for ``bench run --hparams``."""
-    data = load_config_file(path)
+    data = load_config_file(path, "--hparams file")
     extra = sorted(set(data) - {"hparams", "train"})
     if extra:
         raise ConfigError(
@@ -141,10 +138,66 @@ def apply_sets(config: dict[str, Any], assignments: list[str]) -> dict[str, Any]
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = parse_value(text)
+        node[leaf] = parse_value(text, f"--set {item}")
+        check_config_types(tree, f"--set {item}")
         _check_keys(tree, "--set")
         config = _merge(config, tree)
     return config
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_section(name: str, value: Any, where: str) -> None:
+    """``name`` (``train``, ``missing``, ``frozen_backbone``) is a mapping whose booleans and
+    strings have the type of their default; the other values are checked by the specs."""
+    if not isinstance(value, dict):
+        example = ", ".join(f"{k}: {v}" for k, v in list(DEFAULTS[name].items())[:2])
+        raise ConfigError(
+            f"{name} in {where} must be a mapping, like {name}: {{{example}}}: got {_kind(value)}"
+        )
+    for key, given in value.items():
+        default = DEFAULTS[name].get(key)
+        if isinstance(default, bool) and not isinstance(given, bool):
+            raise ConfigError(f"{name}.{key} in {where} must be true or false: got {given!r}")
+        if name == "frozen_backbone" and not (given is None or isinstance(given, str)):
+            raise ConfigError(
+                f"frozen_backbone.{key} in {where} must be a name or a path: got {given!r}"
+            )
+        if isinstance(default, str) and not isinstance(given, str):
+            raise ConfigError(
+                f"{name}.{key} in {where} must be a string like {default!r}: got {given!r}"
+            )
+
+
+def _check_free_form(name: str, value: Any, where: str) -> None:
+    """``hparams`` / ``dataset_options``: a mapping of names to mappings of values."""
+    example = "moddrop: {drop_prob: 0.5}" if name == "hparams" else "csv: {image_size: 64}"
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{name} in {where} must be a mapping, like {name}: {{{example}}}: got {_kind(value)}"
+        )
+    for owner, entries in value.items():
+        if not isinstance(owner, str) or not (entries is None or isinstance(entries, dict)):
+            raise ConfigError(
+                f"{name}.{owner} in {where} must map option names to values, like "
+                f"{name}: {{{example}}}: got {_kind(entries)}"
+            )
+
+
+def check_config_types(tree: dict[str, Any], where: str) -> None:
+    """The shape of every key of ``tree`` (a config file, ``--set`` or the merged config),
+    so that no later step meets a list where it expects a mapping; one ConfigError line."""
+    for key, value in tree.items():
+        if key in ("train", "missing", "frozen_backbone"):
+            _check_section(key, value, where)
+        elif key in FREE_FORM:
+            _check_free_form(key, value, where)
+        elif key in ("experiment", "results_dir") and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{key} in {where} must be a non-empty string: got {value!r}")
+        elif key == "retry_failed" and not isinstance(value, bool):
+            raise ConfigError(f"retry_failed in {where} must be true or false: got {value!r}")
 
 
 def resolve(

@@ -14,7 +14,8 @@
 
 All executors write into one tracking store (bench.tracking copes with concurrent writers);
 the caller creates the experiment before any worker starts. A cell left unfinished by a
-dead worker runs again when the same command is run again.
+dead worker runs again when the same command is run again; so does a cell that failed for a
+reason outside its method (:mod:`bench.failures`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tqdm import tqdm
 
 from bench.cell import CellResult, DatasetCache, run_cell
 from bench.errors import BenchError, ConfigError
+from bench.failures import INTERRUPTED, is_sticky, recorded_class
 from bench.registry import Registry
 from bench.spec import CellSpec
 from bench.tracking import Tracker
@@ -74,15 +76,23 @@ class ExecutorOptions:
 def pending_cells(
     cells: list[CellSpec], tracker: Tracker, experiment_id: str, retry_failed: bool
 ) -> tuple[list[CellSpec], list[CellResult]]:
-    """Split the grid into cells to run and cells already recorded (skipped)."""
+    """Split the grid into cells to run and cells already recorded (skipped): FINISHED
+    cells, and cells whose method failed (:func:`bench.failures.is_sticky`) unless
+    ``retry_failed``; a cell that failed for any other reason, or was killed, runs again."""
     recorded = tracker.latest_by_cell(experiment_id)
-    done_statuses = ("FINISHED",) if retry_failed else ("FINISHED", "FAILED")
     todo, skipped = [], []
     for spec in cells:
         run = recorded.get(spec.hash)
-        if run is not None and run.status in done_statuses:
+        if run is not None and (
+            run.status == "FINISHED" or (not retry_failed and is_sticky(run.status, run.tags))
+        ):
             error = run.tags.get("error", "")
-            skipped.append(CellResult(spec, run.status, run.test_metrics, error, run_id=run.run_id))
+            failure = recorded_class(run.status, run.tags)
+            skipped.append(
+                CellResult(
+                    spec, run.status, run.test_metrics, error, run_id=run.run_id, failure=failure
+                )
+            )
         else:
             todo.append(spec)
     return todo, skipped
@@ -262,7 +272,7 @@ def _collect(worker: _Worker, tracker: Tracker, experiment_id: str) -> CellResul
     pid = {"pid": str(worker.process.pid)}
     for run in tracker.find_runs(experiment_id, cell_hash=spec.hash, status="RUNNING", tags=pid):
         tracker.fail(run.run_id, error, status="KILLED")
-    return CellResult(spec, "KILLED", error=str(error))
+    return CellResult(spec, "KILLED", error=str(error), failure=INTERRUPTED)
 
 
 def _stop(workers: list[_Worker]) -> None:
@@ -371,6 +381,7 @@ def run_ray(
                     spec,
                     "KILLED",
                     error=f"Ray lost this cell ({type(err).__name__}): rerun the same command",
+                    failure=INTERRUPTED,
                 )
             progress.finished(result)
             yield result

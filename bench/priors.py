@@ -29,8 +29,9 @@ from typing import Any
 
 import yaml
 
-from bench.data.cards import Card, get_card
+from bench.data.cards import Card, get_card, priors_classes
 from bench.errors import BenchError, ConfigError, DataError
+from bench.files import read_mapping
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_VARIABLES = ("BENCH_LLM_API_KEY", "OPENAI_API_KEY")
@@ -46,8 +47,17 @@ def read_priors(card: Card) -> dict[str, Any]:
     path = priors_path(card)
     if not path.is_file():
         raise ConfigError(f"priors file {path} is missing: restore it or run bench priors generate")
-    with path.open() as fh:
-        return yaml.safe_load(fh) or {}
+    raw = read_mapping(path, "priors file")
+    priors_classes(raw, path)
+    prompts = raw.get("prompts")
+    if prompts is not None and not (
+        isinstance(prompts, dict) and all(isinstance(p, str) for p in prompts.values())
+    ):
+        raise ConfigError(
+            f"priors file {path}: prompts must map naive, cot_step1 and cot_step2 to prompt "
+            "templates: fix the file"
+        )
+    return raw
 
 
 def show(name: str) -> str:

@@ -7,13 +7,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
+from bench.failures import METHOD, STICKY
 from bench.metrics import metric_keys
-from bench.tracking import Tracker
+from bench.tracking import COMPARABILITY_TAG, Tracker, existing_store
+
+log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("method", "dataset", "rate", "seed", "status")
 
@@ -25,10 +30,29 @@ def columns() -> tuple[str, ...]:
 
 def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
     """One row per cell of ``experiment``: identity, status and test metrics."""
-    tracker = Tracker(results_dir)
+    tracker = Tracker(existing_store(results_dir))
     cells = tracker.frame(tracker.require_experiment(experiment))
+    warning = comparability_warning(cells)
+    if warning:
+        log.warning(warning)
     frame = cells.reindex(columns=list(columns()))
     return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)
+
+
+def comparability_warning(cells: pd.DataFrame) -> str | None:
+    """A one-line warning when the FINISHED cells of ``cells`` (a :meth:`Tracker.frame`) ran
+    under more than one :func:`bench.tracking.comparability_key`, so that one table mixes
+    numbers that a rerun of the same cell need not reproduce; None otherwise."""
+    finished = cells.loc[cells["status"] == "FINISHED", COMPARABILITY_TAG]
+    counts = Counter(finished)
+    if len(counts) < 2:
+        return None
+    listed = "; ".join(f"{key} ({n} cells)" for key, n in sorted(counts.items()))
+    return (
+        f"these {len(finished)} finished cells ran under {len(counts)} settings that can give "
+        f"a cell other numbers: {listed}. Compare cells of one setting, or rerun them under "
+        "one (same commit, torch and device; on CPU, --threads) in a new --experiment"
+    )
 
 
 def results_frame(results: list) -> pd.DataFrame:
@@ -84,3 +108,30 @@ def summary_table(frame: pd.DataFrame) -> str:
 def _mean_std(row: pd.Series, key: str) -> str:
     std = row[(key, "std")]
     return f"{100 * row[(key, 'mean')]:.1f}±{0.0 if math.isnan(std) else 100 * std:.1f}"
+
+
+def unfinished_line(skipped: list, ran: list) -> str | None:
+    """The last line of a ``bench run`` whose grid is not all FINISHED, like ``3 of 12 cells
+    not finished (2 FAILED skipped: rerun with --retry-failed; 1 KILLED: rerun the same
+    command)``; None when every cell (recorded before, ``skipped``, or run now, ``ran``, as
+    :class:`bench.cell.CellResult`) is FINISHED."""
+    total = len(skipped) + len(ran)
+    parts = []
+    sticky = sum(r.status == "FAILED" for r in skipped)
+    if sticky:
+        parts.append(f"{sticky} FAILED skipped: rerun with --retry-failed")
+    failed = Counter(r.failure or METHOD for r in ran if r.status == "FAILED")
+    for failure, n in sorted(failed.items()):
+        hint = (
+            "fix the method, then rerun with --retry-failed"
+            if failure in STICKY
+            else "fix it, then rerun the same command"
+        )
+        parts.append(f"{n} FAILED ({failure}: {hint})")
+    killed = sum(r.status not in ("FINISHED", "FAILED") for r in (*skipped, *ran))
+    if killed:
+        parts.append(f"{killed} KILLED: rerun the same command")
+    if not parts:
+        return None
+    unfinished = sticky + sum(failed.values()) + killed
+    return f"{unfinished} of {total} cells not finished ({'; '.join(parts)})"

@@ -35,6 +35,8 @@ import torch
 import yaml
 
 from bench.errors import ConfigError, UnknownNameError
+from bench.failures import INTERRUPTED, recorded_class
+from bench.failures import TAG as FAILURE_TAG
 from bench.seeds import AXIS_TAGS
 from bench.spec import CellSpec, flatten
 
@@ -49,6 +51,7 @@ for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its 
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 TAG_HASH = "cell_hash"
+MLFLOW_DEFAULT_EXPERIMENT = "0"  # the id of the experiment "Default" that MLflow creates
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 LOCK_RETRY_SECONDS = 120.0  # beyond MLflow's own 20 s SQLite busy timeout per statement
 TEST_PREFIX = "test/"
@@ -64,9 +67,19 @@ PLATFORM_TAGS = (
     "torch_threads",
 )
 SETTING_TAGS = ("mechanism", "modality", "apply_to")
+COMPARABILITY_TAG = "comparability"
 CELL_COLUMNS = ("method", "dataset", "rate", "seed", "status", "run_id", "cell_hash")
 SEED_AXIS_TAGS = tuple(AXIS_TAGS.values())  # set only on cells of a grid with seed axes
-TAG_COLUMNS = ("git_commit", "error", "end_time", *SETTING_TAGS, *SEED_AXIS_TAGS, *PLATFORM_TAGS)
+TAG_COLUMNS = (
+    "git_commit",
+    "error",
+    FAILURE_TAG,
+    "end_time",
+    *SETTING_TAGS,
+    *SEED_AXIS_TAGS,
+    *PLATFORM_TAGS,
+    COMPARABILITY_TAG,
+)
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,20 @@ def platform_tags(device: str) -> dict[str, str]:
     }
 
 
+def comparability_key(tags: Mapping[str, str]) -> str:
+    """What two runs of one cell must share to give the same numbers, from a run's tags:
+    the code (git commit), the torch version, the device type and, on CPU, the torch
+    threads (reductions split over threads add in another order). Like
+    ``commit=1a2b3c4d5e6f torch=2.5.1 device=cpu threads=2``; on another platform (CPU
+    model, BLAS build, driver) the same key may still give other numbers."""
+    device = tags.get("device", "unknown").partition(":")[0]
+    key = (
+        f"commit={tags.get('git_commit', 'unknown')[:12]} "
+        f"torch={tags.get('torch_version', 'unknown')} device={device}"
+    )
+    return f"{key} threads={tags.get('torch_threads', 'unknown')}" if device == "cpu" else key
+
+
 def process_alive(tags: Mapping[str, str]) -> bool:
     """Whether the process that owns a RUNNING run may still be working on it."""
     if tags.get("host") != socket.gethostname():
@@ -188,6 +215,17 @@ def check_writable(results_dir: Path) -> Path:
             "pass --results-dir with a folder you can write to"
         ) from err
     return results_dir.resolve()
+
+
+def existing_store(results_dir: Path | str) -> Path:
+    """``results_dir``, which must hold a tracking store: a reader (``bench results``,
+    ``bench report``) names the folder to fix instead of creating an empty store."""
+    store = Path(results_dir).expanduser() / "mlflow.db"
+    if not store.is_file():
+        raise ConfigError(
+            f"no tracking store at {str(store)!r}: pass the --results-dir that bench run wrote to"
+        )
+    return Path(results_dir)
 
 
 @contextmanager
@@ -277,7 +315,11 @@ class Tracker:
         experiments when there is none."""
         experiment_id = self.experiment_id(name, create=False)
         if experiment_id is None:
-            names = sorted(e.name for e in self.client.search_experiments())
+            names = sorted(
+                e.name
+                for e in self.client.search_experiments()
+                if e.experiment_id != MLFLOW_DEFAULT_EXPERIMENT  # MLflow's own, never ours
+            )
             raise UnknownNameError(
                 f"no experiment {name!r} in {self.results_dir}: choose one of "
                 f"{', '.join(names) or 'none (run bench run first)'}"
@@ -350,9 +392,12 @@ class Tracker:
                     "cell_hash": run.cell_hash,
                     "git_commit": run.tags.get("git_commit", "unknown"),
                     "error": run.tags.get("error", ""),
+                    FAILURE_TAG: recorded_class(run.status, run.tags),
                     "end_time": run.end_time or run.start_time,
                     **{key: run.tags.get(key, "") for key in (*SETTING_TAGS, *SEED_AXIS_TAGS)},
                     **{key: run.tags.get(key, "unknown") for key in PLATFORM_TAGS},
+                    COMPARABILITY_TAG: run.tags.get(COMPARABILITY_TAG)
+                    or comparability_key(run.tags),
                     **tests,
                 }
             )
@@ -389,6 +434,7 @@ class Tracker:
             **platform_tags(device),
             **(extra_tags or {}),
         }
+        tags[COMPARABILITY_TAG] = comparability_key(tags)
         run = self.client.create_run(experiment_id, tags=tags)
         params = [Param(k, str(v)[:6000]) for k, v in flatten(spec.to_dict()).items()]
         self.client.log_batch(run.info.run_id, params=params)
@@ -416,8 +462,15 @@ class Tracker:
             self.client.set_tag(run_id, key, str(value))
         self.client.set_terminated(run_id, "FINISHED")
 
-    def fail(self, run_id: str, error: BaseException, status: str = "FAILED") -> None:
+    def fail(
+        self, run_id: str, error: BaseException, status: str = "FAILED", failure: str = ""
+    ) -> None:
+        """End the run ``status`` with tag ``error`` and, when given, its
+        :mod:`bench.failures` class (default: ``interrupted`` for a KILLED run)."""
+        failure = failure or (INTERRUPTED if status == "KILLED" else "")
         self.client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        if failure:
+            self.client.set_tag(run_id, FAILURE_TAG, failure)
         self.client.set_terminated(run_id, status)
 
     def artifact_path(self, run_id: str, name: str) -> Path:

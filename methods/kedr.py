@@ -72,9 +72,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
+from bench.data.cards import read_priors_file
 from bench.encoders import zero_absent
 from bench.errors import ConfigError
 from bench.interface import Batch, DatasetInfo, Method, Output, register_method
@@ -110,9 +110,7 @@ def prior_texts(info: DatasetInfo, prior: str, priors_file: str | None = None) -
     priors = info.priors
     if priors_file:
         path = Path(priors_file).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"priors file {str(path)!r} does not exist: check the path")
-        priors = (yaml.safe_load(path.read_text()) or {}).get("classes") or {}
+        priors = read_priors_file(path)
         lacking = [key for key in info.classes if not (priors.get(key) or {}).get(prior)]
         if lacking:
             raise ConfigError(

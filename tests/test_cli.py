@@ -17,6 +17,7 @@ import pytest
 from bench import results
 from bench.cli import main
 from bench.metrics import metric_keys
+from bench.tracking import Tracker
 from methods.late_fusion import LateFusion
 from tests.conftest import run_args
 
@@ -65,8 +66,11 @@ def test_a_diverging_cell_fails_with_its_reason_and_the_grid_goes_on(tmp_path, c
     assert by_method["late-fusion"]["accuracy"] is None
     assert by_method["unimodal:m1"]["status"] == "FINISHED"
 
-    assert main(args) == 0  # failed cells are not retried by default
-    assert "0 to run" in capsys.readouterr().err
+    assert main(args) == 1  # a method's failure sticks: skipped, and the exit status says so
+    err = capsys.readouterr().err
+    assert "0 to run" in err
+    last = "1 of 2 cells not finished (1 FAILED skipped: rerun with --retry-failed)"
+    assert err.strip().splitlines()[-1] == last
     monkeypatch.undo()
     assert main([*args, "--retry-failed"]) == 0
     statuses = {r["method"]: r["status"] for r in results_json(tmp_path, capsys)}
@@ -102,7 +106,15 @@ def test_unwritable_results_dir_is_reported(tmp_path, capsys):
 
 def test_results_for_an_unknown_experiment_names_the_known_ones(tmp_path, capsys):
     assert main(["results", "--experiment", "nope", "--results-dir", str(tmp_path)]) == 2
-    assert "no experiment 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no tracking store at" in err and "pass the --results-dir that bench run wrote" in err
+    assert not (tmp_path / "mlflow.db").exists()  # a reader creates no store
+
+    Tracker(tmp_path).experiment_id("t")
+    assert main(["results", "--experiment", "nope", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no experiment 'nope'" in err and err.strip().endswith("choose one of t")
+    assert "Default" not in err  # MLflow's own experiment is not one of ours
 
 
 def test_list_shows_methods_with_summaries_and_datasets(capsys):

@@ -90,7 +90,7 @@ def test_a_card_without_an_option_its_adapter_reads_is_refused(tmp_path, monkeyp
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: [unclosed", "is not readable YAML"),
+        ("name: [unclosed", "is not valid YAML (line 1, column 16: expected ',' or ']'"),
         ("- a list", "is not a YAML mapping"),
         ("name: x\nsummary: y\nadapter: z\nclasses: {}\nmodalities: []\n", "lacks options"),
         (
@@ -99,7 +99,7 @@ def test_a_card_without_an_option_its_adapter_reads_is_refused(tmp_path, monkeyp
         ),
         (
             "name: x\nsummary: y\nadapter: z\nclasses: {}\nmodalities: [fundus]\noptions: {}\n",
-            "each modality needs a name and channels",
+            "each modality needs a name and a number of channels",
         ),
     ],
     ids=["bad-yaml", "not-a-mapping", "missing-field", "classes-list", "modality-name"],

@@ -42,7 +42,7 @@ def test_frozen_backbone_conflicts_with_a_method_backbone(tmp_path, capsys):
     assert "frozen backbone decides them" in capsys.readouterr().err
 
 
-def test_pretrained_weights_that_are_absent_fail_the_cell_loudly(tmp_path, capsys):
+def test_pretrained_weights_that_are_absent_stop_the_grid_before_any_cell(tmp_path, capsys):
     args = run_args(
         tmp_path,
         "--methods",
@@ -56,6 +56,8 @@ def test_pretrained_weights_that_are_absent_fail_the_cell_loudly(tmp_path, capsy
         "--set",
         "frozen_backbone.pretrained=/nonexistent/weights.pth",
     )
-    assert main(args) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert main(args) == 2  # the pre-flight builds the frozen backbone with its weights
+    err = capsys.readouterr().err
+    assert "does not exist" in err and err.count("\n") == 1
+    assert not (tmp_path / "mlflow.db").exists()
     assert not list((tmp_path / "cache" / "features").glob("*.npz"))

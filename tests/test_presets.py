@@ -65,11 +65,13 @@ def test_dry_run_of_kedr_paper_prints_its_cells_and_settings_and_touches_nothing
     results = tmp_path / "never-created"
     assert main(["run", "--preset", "kedr-paper", "--dry-run", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "# 20 cells: method | dataset | rate | seed | cell hash" in out
-    assert "kedr | mmc-amd | r=0.8 | seed=4 | " in out
-    settings = yaml.safe_load(out.split("# hyper-parameters per method")[0])
-    assert settings["train"]["lr"] == 1e-5 and settings["train"]["epochs"] == 250
-    assert "mmc-amd: image_size=224, official_split=splitA" in out
+    assert out.startswith("20 cells (methods 1 x datasets 1 x rates 4 x seeds 5)")
+    assert "settings resolved as defaults < preset < --config" in out
+    train = next(line for line in out.splitlines() if line.startswith("train: "))
+    assert "epochs=250" in train and "lr=1e-05" in train and "optimizer='adam'" in train
+    assert "  mmc-amd: image_size=224" in out and "official_split='splitA'" in out
+    rows = [line for line in out.splitlines() if line.startswith("| kedr ")]
+    assert len(rows) == 20 and any("| mmc-amd |    0.8 |      4 |" in row for row in rows)
     assert not results.exists()
 
 

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except BenchError as err:
-        print(f"bench: error: {err}", file=sys.stderr)
+        print(f"bench: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bench: interrupted; rerun the same command to resume", file=sys.stderr)

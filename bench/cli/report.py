@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 DEFAULT_FORMATS = "md,tex,csv,pdf"  # bench.report.build.FORMATS, kept here for a fast --help
 
@@ -35,14 +37,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Exit 2 when there is nothing to report (no store, experiment or FINISHED cell); else
+    write the report, and exit 1 when some cells of the experiment are not FINISHED."""
+    from bench.preflight import check_output_folder
     from bench.report.build import build_report
+    from bench.report.collect import collect
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    out = check_output_folder(args.out or Path("reports") / args.experiment, "--out")
     written = build_report(
-        args.experiment, args.results_dir, args.out, formats, reference_method=args.reference
+        args.experiment, args.results_dir, out, formats, reference_method=args.reference
     )
+    not_finished = collect(args.experiment, args.results_dir).not_finished
     for path in written:
         if path.suffix in (".md", ".pdf"):
             print(path)
     print(f"{len(written)} files under {os.path.commonpath(written)}")
-    return 0
+    if not not_finished:
+        return 0
+    counts = ", ".join(f"{n} {status}" for status, n in not_finished.items())
+    print(
+        f"{sum(not_finished.values())} cells of {args.experiment!r} not finished ({counts}): "
+        f"the report leaves them out; finish them with bench run --experiment {args.experiment}",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,4 +1,10 @@
-"""``bench run``: a grid of method x dataset x missing rate x seed, resumed from the store."""
+"""``bench run``: a grid of method x dataset x missing rate x seed, resumed from the store.
+
+Pre-flight (:mod:`bench.preflight`) runs before any cell: a problem is one line and exit 2,
+with nothing recorded. Exit 0 only when every cell of the grid is FINISHED at the end;
+otherwise 1, with a last line that counts the cells not finished and says how to finish
+them (:func:`bench.results.unfinished_line`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bench.cli.arguments import data_root_sets, numbers, split_list
+
+if TYPE_CHECKING:  # torch and MLflow load slowly; --help must not wait for them
+    from bench.cell import CellResult
+    from bench.executors import ExecutorOptions
+    from bench.spec import CellSpec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,16 +94,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dry-run",
         dest="dry_run",
         action="store_true",
-        help="print the resolved settings and every cell, run nothing",
+        help="print the grid and its settings after the checks that need no data; run nothing",
     )
     run.set_defaults(func=cmd_run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def resolve_grid(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], list[CellSpec], ExecutorOptions]:
+    """The configuration, the grid of cells and the executor options that the flags,
+    ``--config``, ``--hparams`` and ``--set`` give (every key and value checked)."""
     from bench.config import expand, load_hparams_file, resolve
-    from bench.executors import ExecutorOptions, pending_cells, run_cells
-    from bench.results import results_frame, summary_table
-    from bench.tracking import Tracker
+    from bench.executors import ExecutorOptions
 
     options = ExecutorOptions(args.executor, args.workers, args.ray_address, args.threads)
     tuned = load_hparams_file(args.hparams) if args.hparams else {}
@@ -112,15 +126,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     sets = data_root_sets(args.data_root) + (args.set or [])
     config = resolve(args.config, flags, sets, preset=args.preset)
-    cells = expand(config)
-    if args.dry_run:
-        from bench.plan import describe
+    return config, expand(config), options
 
-        print(describe(config, cells))
+
+def recorded_split(
+    cells: list[CellSpec], results_dir: Path, experiment: str, retry_failed: bool
+) -> tuple[list[CellSpec], list[CellResult]]:
+    """(cells to run, results of cells already recorded), read without creating a store or
+    an experiment that does not exist yet."""
+    from bench.executors import pending_cells
+    from bench.tracking import Tracker
+
+    if not (results_dir / "mlflow.db").is_file():
+        return cells, []
+    tracker = Tracker(results_dir)
+    experiment_id = tracker.experiment_id(experiment, create=False)
+    if experiment_id is None:
+        return cells, []
+    return pending_cells(cells, tracker, experiment_id, retry_failed)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.executors import run_cells
+    from bench.plan import describe_grid
+    from bench.preflight import check_disk, check_grid, check_store
+    from bench.results import results_frame, summary_table, unfinished_line
+    from bench.tracking import Tracker
+
+    config, cells, options = resolve_grid(args)
+    check_grid(cells, options.name, read_disk=False)  # no disk, no store: fails fast
+    if args.dry_run:
+        print(describe_grid(config, cells))
         return 0
-    tracker = Tracker(Path(config["results_dir"]))
+    results_dir = check_store(config["results_dir"])
+    todo, skipped = recorded_split(cells, results_dir, config["experiment"], config["retry_failed"])
+    check_disk(todo)  # the sources of the datasets on disk, before any cell starts
+    tracker = Tracker(results_dir)
     experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
-    todo, skipped = pending_cells(cells, tracker, experiment_id, config["retry_failed"])
     logging.getLogger("bench").info(
         "%d cells: %d to run, %d already recorded", len(cells), len(todo), len(skipped)
     )
@@ -128,8 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(cells)} cells: {len(todo)} to run, {len(skipped)} already recorded", file=sys.stderr
     )
     ran = list(run_cells(todo, tracker, experiment_id, tracker.results_dir / "cache", options))
-    unfinished = [r for r in ran if r.status != "FINISHED"]
     print(summary_table(results_frame(skipped + ran)))
-    for result in unfinished:
-        print(f"{result.status} {result.spec.label}: {result.error}", file=sys.stderr)
-    return 1 if unfinished else 0
+    for result in ran:
+        if result.status != "FINISHED":
+            print(f"{result.status} {result.spec.label}: {result.error}", file=sys.stderr)
+    line = unfinished_line(skipped, ran)
+    if line is None:
+        return 0
+    print(line, file=sys.stderr)
+    return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from bench.errors import ConfigError
@@ -29,6 +30,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from bench.config import expand, resolve
     from bench.interface import check_hparams
+    from bench.preflight import check_grid, check_store
     from bench.tune import (
         STUDY_NAME,
         TuneTask,
@@ -55,6 +57,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cells = expand(resolve(None, flags, args.set or []))
     if len(cells) != 1:
         raise ConfigError(f"--method takes one method, like late-fusion: got {args.method!r}")
+    check_grid(cells)
+    check_store(args.results_dir)
     base = cells[0]
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     check_hparams(base.method, dict(trial_spec(base, probe).hparams))
@@ -83,7 +87,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"  bench run --methods {base.method} --datasets {base.dataset.name} --rates {args.rate:g} "
         f"--results-dir {args.results_dir} --hparams {task.export_path}{sets}"
     )
-    return 0
+    return _exit_status(states)
+
+
+def _exit_status(states: list[str]) -> int:
+    """0 when every trial of the study ended COMPLETE or PRUNED (pruning is the study's
+    choice); else 1, with a last line that counts the others. A trial still RUNNING belongs
+    to another process that joined the study: it is named, and does not fail this one."""
+    running = states.count("RUNNING")
+    if running:
+        print(f"{running} trials still RUNNING in other processes of this study", file=sys.stderr)
+    unfinished = [s for s in states if s not in ("COMPLETE", "PRUNED", "RUNNING")]
+    if not unfinished:
+        return 0
+    counts = ", ".join(f"{unfinished.count(s)} {s}" for s in sorted(set(unfinished)))
+    print(
+        f"{len(unfinished)} of {len(states)} trials not finished ({counts}): see the errors "
+        "above; their trials count towards --trials, so raise --trials to replace them",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,9 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.errors import ConfigError, UnknownNameError
+from bench.files import read_mapping, read_yaml
 from bench.resources import shipped_dir
 
 REQUIRED = ("name", "summary", "adapter", "classes", "modalities", "options")
@@ -60,19 +59,18 @@ class Card:
         return {**self.options, **overrides}
 
 
+def _is_modality(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and {"name", "channels"} <= set(entry)
+        and isinstance(entry["channels"], int)
+        and not isinstance(entry["channels"], bool)
+        and entry["channels"] >= 1
+    )
+
+
 def _parse(path: Path) -> Card:
-    try:
-        with path.open() as fh:
-            raw = yaml.safe_load(fh)
-    except OSError as err:
-        raise ConfigError(f"dataset card {path} cannot be read ({err}): check the file") from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = getattr(err, "problem", None) or type(err).__name__
-        raise ConfigError(
-            f"dataset card {path} is not readable YAML ({where}{reason}): fix the file"
-        ) from err
+    raw = read_yaml(path, "dataset card")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"dataset card {path} is not a YAML mapping: give it the fields {', '.join(REQUIRED)}"
@@ -86,9 +84,9 @@ def _parse(path: Path) -> Card:
                 f"dataset card {path}: {key} must be a {'mapping' if kind is dict else 'list'}, "
                 f"got {type(raw[key]).__name__}: fix the card"
             )
-    if not all(isinstance(m, dict) and {"name", "channels"} <= set(m) for m in raw["modalities"]):
+    if not all(_is_modality(m) for m in raw["modalities"]):
         raise ConfigError(
-            f"dataset card {path}: each modality needs a name and channels, e.g. "
+            f"dataset card {path}: each modality needs a name and a number of channels, e.g. "
             "{name: fundus, channels: 3}: fix the card"
         )
     known = set(REQUIRED) | {"priors"}
@@ -130,6 +128,32 @@ def get_card(name: str) -> Card:
     return cards[name]
 
 
+def priors_classes(raw: dict[Any, Any], path: Path) -> dict[str, dict[str, str]]:
+    """The ``classes`` of a priors document: class key -> {kind (naive, step1, cot): text};
+    any other shape is a one-line ConfigError naming the file and the class."""
+    classes = raw.get("classes") or {}
+    if not isinstance(classes, dict):
+        raise ConfigError(
+            f"priors file {path}: classes must map each class key to its texts, like "
+            f"classes: {{amd: {{cot: '...'}}}}: got {type(classes).__name__}"
+        )
+    out = {}
+    for key, texts in classes.items():
+        if not isinstance(texts, dict) or not all(isinstance(t, str) for t in texts.values()):
+            raise ConfigError(
+                f"priors file {path}: class {key!r} must map naive, step1 and cot to texts, "
+                f"like {key}: {{cot: '...'}}: fix its entry"
+            )
+        out[str(key)] = {str(kind): text for kind, text in texts.items()}
+    return out
+
+
+def read_priors_file(path: str | Path) -> dict[str, dict[str, str]]:
+    """Per class key: {'naive', 'step1', 'cot'} texts of the priors file ``path``."""
+    path = Path(path).expanduser()
+    return priors_classes(read_mapping(path, "priors file"), path)
+
+
 def load_priors(card: Card) -> dict[str, dict[str, str]]:
     """Per class key: {'naive', 'step1', 'cot'} texts, or {} when the card has none."""
     if not card.priors_file:
@@ -137,6 +161,4 @@ def load_priors(card: Card) -> dict[str, dict[str, str]]:
     path = card.path.parent / card.priors_file
     if not path.is_file():
         return {}
-    with path.open() as fh:
-        raw = yaml.safe_load(fh) or {}
-    return {key: dict(texts) for key, texts in (raw.get("classes") or {}).items()}
+    return read_priors_file(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,14 @@ def fraction(options: dict[str, Any], name: str, dataset: str) -> float:
         raise ConfigError(
             f"dataset {dataset!r} option {name}={value!r} must be a fraction in (0, 1), e.g. 0.2"
         )
+    return float(value)
+
+
+def number(options: dict[str, Any], name: str, dataset: str) -> float:
+    """A finite number (the caller checks its range)."""
+    value = options[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"dataset {dataset!r} option {name}={value!r} must be a finite number")
     return float(value)
 
 

@@ -18,6 +18,7 @@ import torch
 from bench.data.adapter import DatasetAdapter, register_adapter
 from bench.data.cards import Card
 from bench.data.dataset import LoadedDataset, Split, save_arrays_atomically
+from bench.data.options import integer, number
 from bench.data.synthetic import check_arguments, generate
 from bench.errors import ConfigError
 
@@ -45,8 +46,11 @@ class SyntheticRetina(DatasetAdapter):
 
     def __init__(self, card: Card, options: Mapping[str, Any]) -> None:
         super().__init__(card, options)
-        n_train, n_test = int(self.options["n_train"]), int(self.options["n_test"])
-        n_val = round(float(self.options["val_fraction"]) * n_train)
+        name = self.name
+        n_train = integer(self.options, "n_train", name, 0)
+        n_test = integer(self.options, "n_test", name, 0)
+        integer(self.options, "data_seed", name, 0)
+        n_val = round(number(self.options, "val_fraction", name) * n_train)
         if not 0 < n_val < n_train or n_test < 1:
             raise ConfigError(
                 f"synthetic-retina split sizes are invalid (n_train={n_train}, n_test={n_test}, "
@@ -56,9 +60,9 @@ class SyntheticRetina(DatasetAdapter):
         check_arguments(
             n_train + n_test,
             self.image_size,
-            int(self.options["modalities"]),
-            float(self.options["label_noise"]),
-            float(self.options["difficulty"]),
+            integer(self.options, "modalities", name, 0),
+            number(self.options, "label_noise", name),
+            number(self.options, "difficulty", name),
         )
         self.bounds = {
             "train": (0, n_train - n_val),

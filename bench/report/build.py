@@ -212,13 +212,16 @@ def _assemble(
         ]
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
-    blocks.append(stats_table(comparison, ref))
-    ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
-    blocks.append(ts_stats_table(ts_comparison, ref))
+    if comparison.empty:  # one method finished: nothing to compare it with
+        blocks.append(Paragraph(f"Only {ref} finished cells: no other method to compare."))
+    else:
+        blocks.append(stats_table(comparison, ref))
+        ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
+        blocks.append(ts_stats_table(ts_comparison, ref))
     claim_blocks, claim_frames = _claims_and_variance(runs, results_dir, reference_dir, predictions)
     blocks += claim_blocks
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
-    blocks += [Heading("Provenance", 2), provenance_table(frame)]
+    blocks += [Heading("Provenance", 2), Paragraph(_comparability(runs)), provenance_table(frame)]
 
     frames = {
         "summary": summary,
@@ -235,6 +238,24 @@ def _assemble(
         frames["published_relative"] = relation
     frames.update(claim_frames)
     return blocks, frames
+
+
+def _comparability(runs: ExperimentRuns) -> str:
+    """Whether every reported run shares one comparability key (commit, torch version,
+    device type, CPU threads); a mix is also logged as a warning."""
+    keys = runs.comparability
+    if len(keys) == 1:
+        return (
+            f"Comparability: every reported run shares {next(iter(keys))}, so rerunning a cell "
+            "under it reproduces its numbers on the same platform."
+        )
+    listed = "; ".join(f"{key} ({n} runs)" for key, n in keys.items())
+    text = (
+        f"Comparability WARNING: the tables mix {len(keys)} settings under which a cell can "
+        f"give other numbers: {listed}."
+    )
+    log.warning("%s", text)
+    return text
 
 
 def _overview(runs: ExperimentRuns, ref: str) -> list[Block]:

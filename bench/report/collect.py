@@ -14,7 +14,14 @@ import pandas as pd
 from bench.errors import BenchError, ConfigError, DataError
 from bench.metrics import metric_keys
 from bench.seeds import REPLICATE_COLUMNS
-from bench.tracking import PLATFORM_TAGS, SEED_AXIS_TAGS, SETTING_TAGS, Tracker
+from bench.tracking import (
+    COMPARABILITY_TAG,
+    PLATFORM_TAGS,
+    SEED_AXIS_TAGS,
+    SETTING_TAGS,
+    Tracker,
+    existing_store,
+)
 
 SETTING = SETTING_TAGS
 ID_COLUMNS = (
@@ -27,6 +34,7 @@ ID_COLUMNS = (
     "git_commit",
     "end_time",
     *PLATFORM_TAGS,
+    COMPARABILITY_TAG,
     *SETTING,
     *SEED_AXIS_TAGS,
 )
@@ -43,11 +51,11 @@ class ExperimentRuns:
 
     ``frame`` columns (:func:`columns`): method, dataset, rate, seed, run_id, cell_hash,
     git_commit, end_time (ms since the epoch), the platform the run ran on
-    (:data:`bench.tracking.PLATFORM_TAGS`), :data:`SETTING`, the seed-axis tags
-    (``seed_masks``, ``seed_data``: empty unless the grid varied the seed axes apart, see
-    :mod:`bench.seeds`) and :func:`bench.metrics.metric_keys`, sorted by dataset, method,
-    rate and replicate (:data:`bench.seeds.REPLICATE_COLUMNS`). ``superseded`` counts older
-    FINISHED runs of a (method, dataset, rate, replicate) whose recipe changed since (the
+    (:data:`bench.tracking.PLATFORM_TAGS`), its comparability key, :data:`SETTING`, the
+    seed-axis tags (``seed_masks``, ``seed_data``: empty unless the grid varied the seed axes
+    apart, see :mod:`bench.seeds`) and :func:`bench.metrics.metric_keys`, sorted by dataset,
+    method, rate and replicate (:data:`bench.seeds.REPLICATE_COLUMNS`). ``superseded`` counts
+    older FINISHED runs of a (method, dataset, rate, replicate) whose recipe changed since (the
     newest speaks for it); ``not_finished`` counts the cells whose latest run did not
     finish, by status.
     """
@@ -57,6 +65,12 @@ class ExperimentRuns:
     superseded: int
     not_finished: dict[str, int]
     tracker: Tracker
+
+    @property
+    def comparability(self) -> dict[str, int]:
+        """Reported runs per :func:`bench.tracking.comparability_key`: more than one key
+        means that the tables mix runs whose numbers a rerun need not reproduce."""
+        return dict(sorted(Counter(self.frame[COMPARABILITY_TAG]).items()))
 
     @property
     def newest_end_ms(self) -> int:
@@ -79,12 +93,7 @@ class ExperimentRuns:
 def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
     """The FINISHED cells of ``experiment``; raise a :class:`BenchError` saying what to fix
     when the store, the experiment or finished cells are missing."""
-    store = Path(results_dir).expanduser() / "mlflow.db"
-    if not store.is_file():
-        raise ConfigError(
-            f"no tracking store at {str(store)!r}: pass the --results-dir that bench run wrote to"
-        )
-    tracker = Tracker(results_dir)
+    tracker = Tracker(existing_store(results_dir))
     cells = tracker.frame(tracker.require_experiment(experiment))
     done = cells["status"] == "FINISHED"
     not_finished = dict(sorted(Counter(cells.loc[~done, "status"]).items()))
