@@ -212,12 +212,11 @@ def _assemble(
         ]
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
+    ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
     if comparison.empty:  # one method finished: nothing to compare it with
         blocks.append(Paragraph(f"Only {ref} finished cells: no other method to compare."))
     else:
-        blocks.append(stats_table(comparison, ref))
-        ts_comparison = stats.compare_to_reference(calibration, ref, "ece_ts", False)
-        blocks.append(ts_stats_table(ts_comparison, ref))
+        blocks += [stats_table(comparison, ref), ts_stats_table(ts_comparison, ref)]
     claim_blocks, claim_frames = _claims_and_variance(runs, results_dir, reference_dir, predictions)
     blocks += claim_blocks
     blocks += _efficiency(results_dir, reference.cost(reference_dir))
