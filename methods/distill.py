@@ -23,9 +23,10 @@ Fidelity:
 - Paper (IMDR, AAAI 2025): a teacher trained on complete multi-modal data distils into a
   model that must work with a modality missing; soft labels and features.
 - Official code (Medical-IMDR/IMDR@0aa63f952c273132c0e30076d5a6cfab7faf1b7f,
-  ``code/distill_method.py``): the teacher (IMDR, both modalities) and the student (a
-  one-modality ResNet2D: ``Res2Net2D`` of ``code/baseline.py`` reads ``X[0]``, the fundus)
-  get the same sample; ``--temperature 2 --alpha 2``; the logit loss is
+  ``code/distill_method.py``): the teacher (IMDR, both modalities) and the student
+  (``ResNet2D(num_classes, 1, dims)``, one modality; its module ``net`` is not in the
+  repository, and the one-modality ``Res2Net2D`` of ``code/baseline.py`` reads ``X[0]``, the
+  fundus) get the same sample; ``--temperature 2 --alpha 2``; the logit loss is
   ``KLDivLoss(batchmean)(log p_s^T, p_t^T) * alpha * T^2``; the feature loss is an MSE
   between the two networks' features after two projectors, scaled by alpha and added again
   unscaled as ``proxies_loss`` (weight alpha + 1 = 3); ``--beta 1`` is parsed and never used;
@@ -35,7 +36,7 @@ Fidelity:
 - Ours: the student is a two-modality late-fusion model trained under the protocol's
   missingness, and the training loop drops one modality from half of the complete training
   pairs each epoch (``uniform-count``), so the student learns every pattern a mixed test
-  split holds, where the code's student always lacks the same one (OCT). The teacher shares
+  split holds, where the code's student always has the same single one. The teacher shares
   the student's architecture (the code's teacher is IMDR itself). The distillation terms
   cover only the rows R where the teacher sees what the student lacks, weighted per row as
   the code's batch mean is. Features are compared directly per present modality with

@@ -78,7 +78,7 @@ Fidelity:
   the two-layer classifier on [s; c; r] instead of the released code's attention blocks.
   The student is an IMDR network (the code's is a one-modality ResNet) warm-started from the
   teacher, trained on the protocol's missingness plus the modality dropout above, so that it
-  meets every pattern of a mixed test split (the code's student always lacks the OCT); the
+  meets every pattern of a mixed test split (the code's student has one modality); the
   feature term compares the two classifier inputs slot by slot, without projectors, and the
   distillation terms cover only the rows R where the teacher sees what the student lacks,
   weighted per row as the code's batch mean is. The classifier reads the PoE mean mu_c

@@ -40,26 +40,25 @@ Fidelity:
   (``x[attn_mask == 0] = 0``); then a residual projection and a linear classifier; one Adam
   across both stages; experts not frozen in stage 2.
 - Ours: the code's experts are transformer blocks over a sequence of utterance features; an
-  image modality here gives one pooled feature per sample, and attention over a single
-  token is exactly its value projection, so each expert block is u = V z, z + u + MLP(u),
-  what the code's block computes on one token (plus the norms below). Backbones
-  (per-modality image encoders, or identity on precomputed features) stand before the code's
-  input projections. Each expert block has a pre-LayerNorm and each expert a final
-  LayerNorm (a pre-norm transformer): the code's blocks have no normalisation, and their
-  residual stream diverged here (loss in the thousands within 10 Adam steps at lr 1e-2, the
-  contract's tiny-batch test). One model serves a test split that mixes conditions, so
-  stage 2 masks a uniformly drawn subset of each complete training pair instead of one
-  fixed condition (each condition equally often, as the code's one-model-per-condition
-  scripts weigh them). As for ``distill``'s teacher, the auxiliary stage takes half the
-  epoch budget and the model that predicts the full budget, like a single-stage method (the
-  code's stages are equal). Stage 1 trains each expert on every sample that has its
-  modality (the code's stage 1 sees complete data, which our training split does not
-  promise). Its validation score, which picks the best stage-1 epoch, uses the mean of the
-  present experts' log-probabilities (the code's stage-1 fused output comes from an
-  untrained head). Stage 2 starts a fresh optimiser (the shared loop's rule). Defects not
-  copied: selecting epochs on the test split, and the no-op ``model.state_dict().update(...)``
-  meant to restore each expert's best stage-1 epoch (our loop restores the best validation
-  epoch of each stage).
+  image modality here gives one pooled feature per sample, and attention over a single token
+  is exactly its value projection, so each expert block is u = V z, z + u + MLP(u), what the
+  code's block computes on one token (plus the norms below). Backbones (per-modality image
+  encoders, or identity on precomputed features) stand before the code's input projections.
+  Each expert block has a pre-LayerNorm and each expert a final LayerNorm (a pre-norm
+  transformer): the code's blocks have no normalisation, and their residual stream diverged
+  here (in the contract's tiny-batch test at lr 1e-2). One model serves a test split that
+  mixes conditions, so stage 2 masks a uniformly drawn subset of each complete training pair
+  instead of one fixed condition (each condition equally often, as the code's
+  one-model-per-condition scripts weigh them). As for ``distill``'s teacher, the auxiliary
+  stage takes half the epoch budget and the model that predicts the full budget, like a
+  single-stage method (the code's stages are equal). Stage 1 trains each expert on every
+  sample that has its modality (the code's stage 1 sees complete data, which our training
+  split does not promise). Its validation score, which picks the best stage-1 epoch, uses
+  the mean of the present experts' log-probabilities (the code's stage-1 fused output comes
+  from an untrained head). Stage 2 starts a fresh optimiser (the shared loop's rule).
+  Defects not copied: selecting epochs on the test split, and the no-op
+  ``model.state_dict().update(...)`` meant to restore each expert's best stage-1 epoch (our
+  loop restores the best validation epoch of each stage).
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ Anderson converges in a few steps; it has no residual z_b, gates each branch by 
 and injects the plain sum of the h_b.
 
 The backward solve stops at 20 steps or a relative residual of 1e-3: as training makes F
-less contractive, a 1e-4 tolerance ran into its 56-step cap by the fourth epoch on
-synthetic-retina and made a 10-epoch deq-fusion cell 3.5x slower than late fusion (23.0 vs
-6.5 s); capped, it took 16.0 s. A truncated adjoint solve is an approximate implicit
-gradient, which Geng et al. ("On training implicit models", NeurIPS 2021) show still trains
-DEQs. ``jacobian_samples`` > 0 estimates ||J_F(z*)||_F^2 / (B D) in training with that many
+less contractive, a 1e-4 tolerance ran into its 56-step cap within a few epochs on
+synthetic-retina and made a deq-fusion cell several times slower than late fusion (the
+README's results note has the measurement). A truncated adjoint solve is an approximate
+implicit gradient, which Geng et al. ("On training implicit models", NeurIPS 2021) show still
+trains DEQs. ``jacobian_samples`` > 0 estimates ||J_F(z*)||_F^2 / (B D) in training with that many
 Hutchinson probes (Bai, Koltun, Kolter, "Stabilizing Equilibrium Models by Jacobian
 Regularization", ICML 2021; the official code's ``jac_loss_estimate``, 2 probes), available
 as :meth:`EquilibriumFusion.jacobian_loss` for the caller's loss. ``equilibrium=False``
