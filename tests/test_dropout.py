@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cell import DatasetCache, run_cell
+from bench.cell import DatasetCache, cell_masks, cell_method, run_cell
 from bench.dropout import SCHEMES, ModalityDropout, declared, dropout_generator
 from bench.errors import ConfigError
 from bench.interface import Stage, build_method
@@ -176,3 +176,24 @@ def test_a_cell_saves_its_dropout_masks_with_the_protocol_masks(tmp_path, tiny_r
     assert 0.3 < (~dropped.all(axis=2)).mean() < 0.7  # uniform-count: half of the pairs
     history = tracker.client.get_metric_history(result.run_id, "train/dropped_fraction")
     assert len(history) == 2
+
+
+@pytest.mark.parametrize("mechanism", ["mcar", "mnar-class", "released"])
+@pytest.mark.parametrize("apply_to", ["both", "train", "test"])
+def test_dropout_is_honoured_under_every_mechanism_and_split_choice(
+    mechanism, apply_to, tiny_data, tiny_ref
+):
+    spec = CellSpec(
+        "moddrop", tiny_ref, MissingSpec(0.4, mechanism, apply_to=apply_to), TrainSpec(epochs=1), 0
+    )
+    masks = cell_masks(spec, tiny_data)
+    train = MaskedSplit(tiny_data.train, torch.from_numpy(masks["train"]))
+    val = MaskedSplit(tiny_data.val, torch.from_numpy(masks["val"]))
+    (dropped,) = fit(
+        cell_method(spec, tiny_data), train, val, spec.train, CPU, 0
+    ).dropout_masks.values()
+    protocol = masks["train"]
+    assert not (dropped[0] & ~protocol).any()  # nothing the protocol made absent comes back
+    assert dropped[0].any(axis=1).all()
+    complete = protocol.all(axis=1)
+    assert (~dropped[0][complete].all(axis=1)).any()  # and complete pairs are dropped from
