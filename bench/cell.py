@@ -150,6 +150,12 @@ def epoch_metrics(record: EpochRecord) -> dict[str, float]:
     return values
 
 
+def dropout_arrays(history: FitResult) -> dict[str, np.ndarray]:
+    """``masks.npz`` entries ``train_dropout_<stage>``: each epoch's (epochs, n, M) presence
+    of the stage's training samples after its training-time modality dropout."""
+    return {f"train_dropout_{stage}": mask for stage, mask in history.dropout_masks.items()}
+
+
 def kept_validation(history: FitResult) -> dict[str, float]:
     """The validation metrics of the epoch whose weights ``fit`` keeps: the best of the
     last stage."""
@@ -217,7 +223,7 @@ def run_cell(
         def write_artifacts(folder: Path) -> None:
             for name, frame in saved.items():
                 frame.to_csv(folder / f"{name}.csv", index=False)
-            np.savez(folder / "masks.npz", **masks)
+            np.savez(folder / "masks.npz", **masks, **dropout_arrays(history))
             write_yaml(folder / "config.yaml", {"cell_hash": spec.hash, **spec.to_dict()})
 
         phase = "store"

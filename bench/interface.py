@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from bench.dropout import ModalityDropout
 from bench.encoders import EncoderArgs, ModalityEncoders
 from bench.errors import ConfigError
 from bench.registry import Registry
@@ -41,10 +42,17 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class Batch:
-    """What a method sees, in training and at test. Absent images are zeros."""
+    """What a method sees, in training and at test. Absent images are zeros.
+
+    ``undropped`` is set in training only: the same samples before the stage's
+    training-time modality dropout (:mod:`bench.dropout`), i.e. with every modality the
+    missingness protocol left present (a teacher reads it to see what its student lacks).
+    It is None at evaluation, and it never holds a modality the protocol made absent.
+    """
 
     images: tuple[Tensor, ...]  # one (B, C_m, H, W) tensor per modality
     present: Tensor  # (B, M) bool: which modalities each sample has
+    undropped: Batch | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:
@@ -70,12 +78,15 @@ class Stage:
     """One phase of multi-stage training (e.g. a teacher before its student).
 
     ``epochs`` is a fraction of the cell's epoch budget; ``complete_only`` trains on
-    samples that have every modality.
+    samples that have every modality; ``modality_dropout`` is the stage's training-time
+    modality dropout (scheme and warm-up, :mod:`bench.dropout`), applied by the training
+    loop to the training batches only.
     """
 
     name: str
     epochs: float = 1.0
     complete_only: bool = False
+    modality_dropout: ModalityDropout | None = None
 
 
 class Method(nn.Module, abc.ABC):

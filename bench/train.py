@@ -3,6 +3,11 @@
 Model selection (best epoch, early stopping) looks at the validation split only; the test
 split is predicted once, by the caller, after ``fit`` has restored the best weights.
 Labels reach a method only through ``Method.loss``; ``predict`` never sees them.
+
+A stage that declares a training-time modality dropout (``Stage.modality_dropout``) trains
+on batches whose modalities are dropped by a mask drawn each epoch from the cell's dropout
+stream (:mod:`bench.dropout`); every training batch carries the view before dropout as
+``Batch.undropped``, and ``FitResult.dropout_masks`` keeps every epoch's mask.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from bench.data import Split
+from bench.dropout import dropout_generator
 from bench.errors import DataError, TrainingDivergedError
 from bench.interface import Batch, Method, Stage
 from bench.metrics import compute_metrics, metric_spec
@@ -55,9 +61,14 @@ class EpochRecord:
 
 @dataclass
 class FitResult:
+    """``dropout_masks``: per stage that declares a modality dropout, the (epochs, n, M) bool
+    presence its training samples had in each epoch after dropout (the stage's own samples,
+    in their order: the train split, or its complete pairs for a complete-only stage)."""
+
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: dict[str, int] = field(default_factory=dict)  # per stage
     stopped_early: dict[str, bool] = field(default_factory=dict)
+    dropout_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,16 @@ def make_batch(data: MaskedSplit, index: torch.Tensor, device: torch.device) -> 
         keep = present[:, m].view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
         images.append(x * keep)
     return Batch(tuple(images), present)
+
+
+def drop_modalities(batch: Batch, keep: torch.Tensor) -> Batch:
+    """``batch`` with only the (B, M) ``keep`` modalities, absent ones zeroed, and ``batch``
+    itself as its undropped view."""
+    images = tuple(
+        x * keep[:, m].view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+        for m, x in enumerate(batch.images)
+    )
+    return Batch(images, keep, undropped=batch)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -154,6 +175,7 @@ def fit(
     method.to(device)
     result = FitResult()
     shuffle = torch.Generator().manual_seed(seed)
+    dropout_stream = dropout_generator(seed)
     higher = metric_spec(spec.monitor).higher_is_better
     step = 0
     for stage in method.stages():
@@ -169,11 +191,30 @@ def fit(
         )
         scaler = torch.amp.GradScaler("cuda", enabled=_needs_loss_scaling(device, spec.amp))
         best_score, best_state, since_best = -math.inf, None, 0
+        dropout, masks = stage.modality_dropout, []
         for epoch in range(epochs):
             lr = optimizer.param_groups[0]["lr"]
+            keep = None
+            if dropout is not None:
+                keep = stage_train.present
+                if epoch >= dropout.warmup_epochs(epochs):
+                    keep = torch.from_numpy(dropout.keep(keep.numpy(), dropout_stream))
+                masks.append(keep.numpy())
             loss_mean, parts = _train_epoch(
-                method, stage_train, spec, device, optimizer, scaler, shuffle, stage.name, epoch
+                method,
+                stage_train,
+                spec,
+                device,
+                optimizer,
+                scaler,
+                shuffle,
+                keep,
+                stage.name,
+                epoch,
             )
+            if keep is not None:
+                dropped = (keep != stage_train.present).any(dim=1).float().mean()
+                parts = {**parts, "dropped_fraction": float(dropped)}
             if scheduler is not None:
                 scheduler.step()
             val_probs = predict(method, stage_val, device, spec.batch_size, spec.amp).probs
@@ -194,6 +235,8 @@ def fit(
                     result.stopped_early[stage.name] = True
                     break
         method.load_state_dict(best_state)
+        if masks:
+            result.dropout_masks[stage.name] = np.stack(masks)
     return result
 
 
@@ -205,9 +248,11 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     shuffle: torch.Generator,
+    keep: torch.Tensor | None,
     stage: str,
     epoch: int,
 ) -> tuple[float, dict[str, float]]:
+    """One pass over ``data``; ``keep`` (n, M), when given, is the epoch's dropout mask."""
     method.train()
     order = torch.randperm(len(data), generator=shuffle)
     total, parts_total, seen = 0.0, {}, 0
@@ -217,6 +262,10 @@ def _train_epoch(
         if len(index) < 2 and len(data) > 1:  # a batch of one breaks BatchNorm
             continue
         batch = make_batch(data, index, device)
+        if keep is None:
+            batch = Batch(batch.images, batch.present, undropped=batch)
+        else:
+            batch = drop_modalities(batch, keep[index].to(device, non_blocking=True))
         y = labels[index].to(device, non_blocking=True)
         with _autocast(device, spec.amp):
             out = method(batch)

@@ -1,40 +1,50 @@
-"""Distillation from a full-modality teacher to a student trained under missingness.
+"""Cross-modal distillation from a complete-modality teacher to a student that lacks one.
 
 The knowledge-distillation baseline of IMDR (Liu et al., "Incomplete Modality Disentangled
-Representation for Ophthalmic Disease Grading and Diagnosis", AAAI 2025; code
-github.com/Medical-IMDR/IMDR, ``code/distill_method.py``), with Hinton et al.'s soft
-targets ("Distilling the knowledge in a neural network", NIPS-W 2015). Teacher and student
-are both ``late-fusion`` models (per-modality encoders, zero-filled absent features f_m,
-concat, linear head). Two stages:
+Representation for Ophthalmic Disease Grading and Diagnosis", AAAI 2025), with Hinton et
+al.'s soft targets ("Distilling the knowledge in a neural network", NIPS-W 2015). Teacher and
+student are both ``late-fusion`` models (per-modality encoders, zero-filled absent features
+f_m, concat, linear head). Two stages:
 
     teacher (epochs 0.5, complete pairs only):   L_t = CE(z_t, y)
-    student (epochs 1.0, under missingness, teacher frozen):
-        p^T = softmax(z / T)
-        L_s = CE(z_s, y) + alpha T^2 KL(p_t^T || p_s^T)
-              + beta sum_{i,m present} ||f_s,im - f_t,im||^2 / (d * #present)
+    student (epochs 1.0, every sample, teacher frozen, modality dropout ``uniform-count``):
+        p^T = softmax(z / T),   R = rows the teacher sees complete and the student does not
+        L_s = CE(z_s, y) + alpha T^2 (1/B) sum_{i in R} KL(p_t,i^T || p_s,i^T)
+              + beta (|R| / B) mean_{i in R, m present for the student} ||f_s,im - f_t,im||^2 / d
 
-with z_s, f_s the student's logits and features and z_t, f_t the frozen teacher's on the
-same batch (KL(teacher || student) is Hinton's direction, ``KLDivLoss(log p_s, p_t)`` in
-the code). Inference uses the student alone.
+with z_s, f_s the student's logits and features on its (dropped) batch and z_t, f_t the
+frozen teacher's on the undropped view of the same samples (``Batch.undropped``;
+methods/_blocks/distillation.py). Inference uses the student alone.
 
-Hyper-parameters: T = 2, alpha = 2 (IMDR's ``--temperature 2 --alpha 2``); beta = 1, the
-code's declared ``--beta`` default.
+Hyper-parameters: T = 2, alpha = 2, beta = 3; ``cross_modal=False`` is the same-view
+ablation (no dropout, the teacher reads the student's batch, R = every row).
 
 Fidelity:
-- Follows IMDR's code: T, alpha, the batch-mean KL scaled by alpha T^2, a feature MSE,
-  a frozen teacher in eval mode, a freshly initialised student.
-- Not copied (defects of the code): ``--beta`` is never used (the feature MSE is scaled by
-  alpha, and the same MSE is added once more as a "proxies" loss, so its effective weight
-  is 3), and the features are compared through two randomly initialised projectors that no
-  optimiser updates. With one architecture for both networks the features already match in
-  shape, so we compare them directly with weight beta.
-- Ours: the teacher sees the same batch as the student, i.e. only the modalities each
-  sample has (absent images are zeros and ``present`` is False). A teacher given the full
-  pair would need the absent images, which a ``Batch`` does not carry by design; so on an
-  incomplete sample the teacher's soft targets are its late-fusion logits from the present
-  modalities alone (for a linear late-fusion head, the sum of the present modalities'
-  contributions), and the feature term only compares present modalities. Teacher and
-  student share the late-fusion architecture (IMDR's teacher is IMDR itself).
+- Paper (IMDR, AAAI 2025): a teacher trained on complete multi-modal data distils into a
+  model that must work with a modality missing; soft labels and features.
+- Official code (Medical-IMDR/IMDR@0aa63f952c273132c0e30076d5a6cfab7faf1b7f,
+  ``code/distill_method.py``): the teacher (IMDR, both modalities) and the student
+  (``ResNet2D(num_classes, 1, dims)``, one modality; its module ``net`` is not in the
+  repository, and the one-modality ``Res2Net2D`` of ``code/baseline.py`` reads ``X[0]``, the
+  fundus) get the same sample; ``--temperature 2 --alpha 2``; the logit loss is
+  ``KLDivLoss(batchmean)(log p_s^T, p_t^T) * alpha * T^2``; the feature loss is an MSE
+  between the two networks' features after two projectors, scaled by alpha and added again
+  unscaled as ``proxies_loss`` (weight alpha + 1 = 3); ``--beta 1`` is parsed and never used;
+  Adam, lr 1e-4, teacher in eval mode. (As released the script cannot run: the projectors'
+  constructors call ``super(MLP_two, ...)`` and ``super(MLP_fusion, ...)``, names it never
+  defines, and ``train_loader`` is never built.)
+- Ours: the student is a two-modality late-fusion model trained under the protocol's
+  missingness, and the training loop drops one modality from half of the complete training
+  pairs each epoch (``uniform-count``), so the student learns every pattern a mixed test
+  split holds, where the code's student always has the same single one. The teacher shares
+  the student's architecture (the code's teacher is IMDR itself). The distillation terms
+  cover only the rows R where the teacher sees what the student lacks, weighted per row as
+  the code's batch mean is. Features are compared directly per present modality with
+  weight beta = 3 (the code's effective weight): the code's two projectors are randomly
+  initialised and never optimised (they are not given to the optimiser), so they only
+  scramble the comparison; with one architecture the features already match in shape. The
+  student starts from scratch, as in the code; it shares the harness's optimiser and
+  schedule (AdamW + cosine), not the code's Adam at 1e-4.
 """
 
 from __future__ import annotations
@@ -46,15 +56,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.interface import Batch, DatasetInfo, Output, register_method
-from methods._blocks.distillation import TeacherStudent, soft_target_kl
+from methods._blocks.distillation import (
+    TeacherStudent,
+    present_feature_mse,
+    row_share,
+    soft_target_kl,
+)
 from methods.late_fusion import LateFusion
-
-
-def present_feature_mse(student: Tensor, teacher: Tensor, present: Tensor) -> Tensor:
-    """Mean squared difference of (B, M, d) features over the present (sample, modality)."""
-    per_modality = (student.float() - teacher.float()).pow(2).mean(dim=-1)  # (B, M)
-    weight = present.to(per_modality.dtype)
-    return (per_modality * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def run(model: LateFusion, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -66,7 +74,8 @@ def run(model: LateFusion, batch: Batch) -> tuple[Tensor, Tensor]:
 @register_method("distill")
 class Distill(TeacherStudent):
     summary = (
-        "Late-fusion student distilled (KL, T = 2, + feature MSE) from a complete-pair teacher"
+        "Late-fusion student on modality-dropped pairs, distilled (KL, T = 2, + feature MSE) "
+        "from a complete-pair teacher that sees the full pairs"
     )
     citation = "Liu et al., AAAI 2025 (IMDR distillation code); Hinton et al., NIPS-W 2015"
 
@@ -76,11 +85,13 @@ class Distill(TeacherStudent):
         dropout: float = 0.0,
         temperature: float = 2.0,
         alpha: float = 2.0,
-        beta: float = 1.0,
+        beta: float = 3.0,
+        cross_modal: bool = True,
         **encoder: Any,
     ) -> None:
         super().__init__(info, **encoder)
         self.temperature, self.alpha, self.beta = temperature, alpha, beta
+        self.cross_modal = cross_modal
         self.teacher = LateFusion(info, dropout, **encoder)
         self.student = LateFusion(info, dropout, **encoder)
         self.set_stage("student")  # a fresh model predicts (and profiles) as the student
@@ -93,17 +104,20 @@ class Distill(TeacherStudent):
         ce = F.cross_entropy(out.logits, y)
         if self.stage == "teacher":
             return ce, {"ce": float(ce.detach())}
-        with torch.no_grad():
-            teacher_logits, teacher_features = run(self.teacher, batch)
-        m = batch.present.shape[1]
-        kd = soft_target_kl(out.logits, teacher_logits, self.temperature)
-        feat = present_feature_mse(
-            out.extras["features"].unflatten(-1, (m, -1)),
-            teacher_features.unflatten(-1, (m, -1)),
-            batch.present,
-        )
+        view, rows = self.teacher_view(batch)
+        kd = feat = ce.new_zeros(())
+        if rows.any():
+            with torch.no_grad():
+                teacher_logits, teacher_features = run(self.teacher, view)
+            m, share = batch.present.shape[1], row_share(rows)
+            kd = soft_target_kl(out.logits[rows], teacher_logits[rows], self.temperature) * share
+            feat = share * present_feature_mse(
+                out.extras["features"][rows].unflatten(-1, (m, -1)),
+                teacher_features[rows].unflatten(-1, (m, -1)),
+                batch.present[rows],
+            )
         total = ce + self.alpha * kd + self.beta * feat
-        parts = {"ce": ce, "kd": kd, "feat": feat}
+        parts = {"ce": ce, "kd": kd, "feat": feat, "kd_rows": torch.tensor(row_share(rows))}
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     @classmethod

@@ -20,7 +20,8 @@ feature x_m (zero where absent):
 
 Loss of a network (weights from IMDR's ``compute_train_loss``):
 
-    L = CE(logits, y) + w_ib L_ib + w_proxy L_proxy + w_mi L_mi  (+ w_distill L_kd, student)
+    L = CE(logits, y) + w_ib L_ib + w_proxy L_proxy + w_mi L_mi
+        (+ w_distill L_kd + w_feature L_feat in the student stage, below)
     L_ib    = sum_m mean_{i: m present} KL(N(mu_m,i, sigma_m,i^2) || N(0, I))
     L_proxy = sum_{v in {mu_1..mu_M, c}} mean_i exp(-cos(v_i, p_{y_i}) + max_{k!=y_i} cos(v_i, p_k))
               (mu_m over the rows where m is present)
@@ -29,48 +30,61 @@ Loss of a network (weights from IMDR's ``compute_train_loss``):
               ICML 2020, an upper bound on I(s_m; c) when q_m fits p(c | s_m))
     L_fit   = sum_m -mean_i log q_m(c_i | s_i) on detached s, c (fits q_m; weight 1, touches
               only h_m)
-    L_kd    = T^2 KL(softmax(t / T) || softmax(logits / T)),  t the frozen teacher's logits
 
 Training is two-stage (``stages()``): ``teacher`` (half the epoch budget, samples with every
 modality only) trains the teacher network; ``student`` (the full budget, every sample)
 starts from the teacher's weights and trains a copy under missingness, distilling from the
 frozen teacher (requires_grad False, kept in eval mode). Inference uses the student alone.
 
-Distillation under missingness: the teacher sees what the batch carries. An absent modality's
-image is zeros and ``present`` is False for it, so the teacher's product of experts runs over
-the student's present modalities too; it cannot see the absent image (no method can, by
-design of the harness). What the student gains is the complete-data teacher's soft labels on
-incomplete inputs, not information from the missing modality.
+Cross-modal distillation (methods/_blocks/distillation.py): in the student stage the
+training loop drops one modality from half of the complete training pairs each epoch
+(``uniform-count``); the student reads the dropped batch, the teacher the undropped view of
+the same samples (``Batch.undropped``). Over the rows R where the teacher sees every
+modality and the student lacks one (B the batch size, t the teacher's logits, g = [s_1;
+...; s_M; c; r] the classifier input of a network):
+
+    L_kd   = T^2 (1/B) sum_{i in R} KL(softmax(t_i / T) || softmax(logits_i / T))
+    L_feat = (|R| / B) mean over i in R and the slots of g the student has (its present s_m,
+             c, r) of ||g_s - g_t||^2 / d
 
 Hyper-parameters: w_ib = 0.01, w_proxy = 0.5, w_mi = 0.001 (IMDR's ``compute_train_loss``:
-CE + 0.01 KL + 0.5 proxy + 0.001 MI); T = 2 and w_distill = 2 (``distill_method.py``: alpha =
-2 times T^2); tau = 0.1 and sample_common = False (ours, see below).
+CE + 0.01 KL + 0.5 proxy + 0.001 MI); T = 2, w_distill = 2 and w_feature = 3
+(``distill_method.py``: alpha = 2 times T^2 on the logits, alpha + 1 on the features); tau =
+0.1 and sample_common = False (ours, see below); ``cross_modal=False`` is the same-view
+ablation (no dropout, the teacher reads the student's batch, R = every row).
 
 Fidelity:
-- Follows the paper: Gaussian embeddings fused by a product of experts, learned class proxies
-  with proxy attention, modal-common vs modal-specific disentanglement by minimising an upper
-  bound on their mutual information, distillation from a complete-modality teacher.
-- Follows the released code: the loss weights; learned PoE expert weights softmax(phi); KL of
-  each Gaussian to N(0, I) ("proxy_ib_loss"); the exp(-pos + neg) proxy loss; a CLUB-style
-  estimator with a fixed unit variance; KL distillation with T = 2, alpha = 2.
-- Not copied (defects of the released code): its PoE input is the class proxies' (mu,
-  sigma), the same for every sample, and its joint feature is mu + var (deterministic, like
-  ours, but not the mean); its MI term minimises the estimator's negative log-likelihood,
-  which pulls the two features together rather than apart; its evaluation path picks
-  proxies with pseudo-labels and a fixed batch size of 16.
+- Paper (AAAI 2025): Gaussian embeddings fused by a product of experts, learned class
+  proxies with proxy attention, modal-common vs modal-specific disentanglement by
+  minimising an upper bound on their mutual information, and distillation from a
+  complete-modality teacher into a model that lacks a modality.
+- Official code (Medical-IMDR/IMDR@0aa63f952c273132c0e30076d5a6cfab7faf1b7f,
+  ``code/our_model.py``, ``code/distill_method.py``): the loss weights; learned PoE expert
+  weights; KL of each Gaussian to N(0, I) ("proxy_ib_loss"); the exp(-pos + neg) proxy loss;
+  a CLUB-style estimator with a fixed unit variance; the teacher (IMDR on both modalities)
+  and a one-modality student get the same samples, KL distillation with T = 2 scaled by
+  alpha T^2 = 8 plus a feature MSE on the teacher's classifier input (``combined_features``)
+  with weight alpha + 1 = 3. Defects not copied: the PoE input is the class proxies' (mu,
+  sigma), the same for every sample, and the joint feature is mu + var (not the mean); the
+  MI term minimises the estimator's negative log-likelihood, which pulls the two features
+  together rather than apart; evaluation picks proxies with pseudo-labels and a fixed batch
+  size of 16; the feature MSE goes through two randomly initialised projectors that no
+  optimiser updates.
 - Ours: one Gaussian per sample and modality in place of sampled Gaussian proxies (the
   proxies are points; hardest negative proxy instead of top-k over 750 proxy samples); a
   prior expert N(0, I) in the PoE (Wu & Goodman, NeurIPS 2018) so that any subset of
   modalities, empty included, has a joint; the estimator q_m fitted on detached features and
   the CLUB bound minimised by the encoders, in one optimiser (the CLUB paper alternates two);
-  the two-layer classifier on [s; c; r] instead of the released code's attention blocks;
-  the student warm-started from the teacher and distilled on logits only (the released code's
-  feature and proxy MSE terms need projection heads for a different student architecture).
-  The classifier reads the PoE mean mu_c rather than a sample: sampling keeps the network at
-  chance for the first epochs (its noise swamps the small initial mu_c); on synthetic-retina
-  (10 epochs, 5 seeds) it cost 10.8 macro-F1 points at 80 % missing (45.6 vs 56.4) and
-  gained 3.4 at 20 % (78.6 vs 75.2); ``sample_common=True`` restores it. sigma_m still
-  weighs the experts and carries the L_ib term.
+  the two-layer classifier on [s; c; r] instead of the released code's attention blocks.
+  The student is an IMDR network (the code's is a one-modality ResNet) warm-started from the
+  teacher, trained on the protocol's missingness plus the modality dropout above, so that it
+  meets every pattern of a mixed test split (the code's student has one modality); the
+  feature term compares the two classifier inputs slot by slot, without projectors, and the
+  distillation terms cover only the rows R where the teacher sees what the student lacks,
+  weighted per row as the code's batch mean is. The classifier reads the PoE mean mu_c
+  rather than a sample: sampling keeps the network at chance for the first epochs (its noise
+  swamps the small initial mu_c); ``sample_common=True`` restores it. sigma_m still weighs
+  the experts and carries the L_ib term.
 """
 
 from __future__ import annotations
@@ -83,7 +97,12 @@ from torch import Tensor, nn
 
 from bench.encoders import EncoderArgs, ModalityEncoders, zero_absent
 from bench.interface import Batch, DatasetInfo, Output, register_method
-from methods._blocks.distillation import TeacherStudent, soft_target_kl
+from methods._blocks.distillation import (
+    TeacherStudent,
+    present_feature_mse,
+    row_share,
+    soft_target_kl,
+)
 from methods._blocks.heads import mlp
 
 SIGMA_FLOOR = 1e-4
@@ -169,10 +188,16 @@ class IMDRNetwork(nn.Module):
             F.normalize(common, dim=-1) @ F.normalize(self.proxies, dim=-1).T / self.tau, dim=-1
         )
         readout = attention @ self.proxies
-        logits = self.classifier(torch.cat([*specific, common, readout], dim=-1))
+        joint = torch.cat([*specific, common, readout], dim=-1)
         return Output(
-            logits,
-            extras={"mu": mu, "sigma": sigma, "common": common, "specific": specific},
+            self.classifier(joint),
+            extras={
+                "mu": mu,
+                "sigma": sigma,
+                "common": common,
+                "specific": specific,
+                "joint": joint,
+            },
         )
 
     def losses(self, out: Output, present: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -197,7 +222,8 @@ class IMDRNetwork(nn.Module):
 @register_method("imdr")
 class IMDR(TeacherStudent):
     summary = (
-        "Gaussian PoE, class proxies, CLUB disentanglement; distilled from a complete-data teacher"
+        "Gaussian PoE, class proxies, CLUB disentanglement; distilled from a complete-data "
+        "teacher that sees the modality the student lacks"
     )
     citation = "Liu et al., AAAI 2025 (IMDR)"
 
@@ -208,17 +234,27 @@ class IMDR(TeacherStudent):
         w_proxy: float = 0.5,
         w_mi: float = 0.001,
         w_distill: float = 2.0,
+        w_feature: float = 3.0,
         temperature: float = 2.0,
         tau: float = 0.1,
         teacher_epochs: float = 0.5,
         warm_start: bool = True,
         sample_common: bool = False,
+        cross_modal: bool = True,
         **encoder: Any,
     ) -> None:
         super().__init__(info, **encoder)
-        self.weights = {"ib": w_ib, "proxy": w_proxy, "mi": w_mi, "fit": 1.0, "kd": w_distill}
+        self.weights = {
+            "ib": w_ib,
+            "proxy": w_proxy,
+            "mi": w_mi,
+            "fit": 1.0,
+            "kd": w_distill,
+            "feat": w_feature,
+        }
         self.temperature = temperature
         self.teacher_epochs, self.warm_start = teacher_epochs, warm_start
+        self.cross_modal = cross_modal
         network = (info, self.encoder_args, tau, sample_common)
         self.teacher = IMDRNetwork(*network)
         self.student = IMDRNetwork(*network)
@@ -234,16 +270,41 @@ class IMDR(TeacherStudent):
             return self.teacher(batch)
         out = self.student(batch)
         if self.training:
+            view, rows = self.teacher_view(batch)
             with torch.no_grad():
-                out.extras["teacher_logits"] = self.teacher(batch).logits
+                target = self.teacher(view)
+            out.extras.update(
+                teacher_logits=target.logits, teacher_joint=target.extras["joint"], kd_rows=rows
+            )
         return out
 
     def loss(self, out: Output, batch: Batch, y: Tensor) -> tuple[Tensor, dict[str, float]]:
         parts = self.learner.losses(out, batch.present, y)
         if "teacher_logits" in out.extras:
-            parts["kd"] = soft_target_kl(out.logits, out.extras["teacher_logits"], self.temperature)
-        total = parts["ce"] + sum(self.weights[k] * v for k, v in parts.items() if k != "ce")
+            parts.update(self._distillation(out, batch.present))
+        total = parts["ce"] + sum(
+            self.weights[k] * v for k, v in parts.items() if k in self.weights
+        )
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def _distillation(self, out: Output, present: Tensor) -> dict[str, Tensor]:
+        """L_kd and L_feat over the rows R, as batch means (see the module docstring)."""
+        rows = out.extras["kd_rows"]
+        share = row_share(rows)
+        parts = {"kd_rows": torch.tensor(share)}
+        if not rows.any():
+            zero = out.logits.new_zeros((), dtype=torch.float32)
+            return {**parts, "kd": zero, "feat": zero}
+        logits, teacher = out.logits[rows], out.extras["teacher_logits"][rows]
+        parts["kd"] = soft_target_kl(logits, teacher, self.temperature) * share
+        slots = present.shape[1] + 2  # s_1 .. s_M, c, r
+        has = torch.cat([present[rows], present.new_ones(int(rows.sum()), 2)], dim=1)
+        parts["feat"] = share * present_feature_mse(
+            out.extras["joint"][rows].unflatten(-1, (slots, -1)),
+            out.extras["teacher_joint"][rows].unflatten(-1, (slots, -1)),
+            has,
+        )
+        return parts
 
     @classmethod
     def search_space(cls, trial) -> dict:

@@ -5,7 +5,12 @@ baseline of Wang et al., ShaSpec, CVPR 2023, Table 1).
 
     f_m = psi_m(x_m) * present_m,   logits = W [f_1; ...; f_M] + b,   L = CE(logits, y)
 
-Fidelity: the standard baseline; nothing to deviate from.
+Fidelity:
+- Paper: the late-fusion baseline of the missing-modality literature (e.g. ShaSpec, CVPR
+  2023, Table 1): one encoder per modality, features concatenated, a classifier on top.
+- Official code: none of its own; each paper builds it from its own backbones.
+- Ours: per-modality encoders of the harness, an absent modality's feature zero-filled
+  (``present`` decides, never the pixels), a linear head; nothing else departs.
 """
 
 from __future__ import annotations

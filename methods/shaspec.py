@@ -14,23 +14,42 @@ modality via shared-specific feature modelling", CVPR 2023; code github.com/bill
     L_sh  = mean over pairs i < j of mean_{samples with i and j present} |s_i - s_j|      (L1)
     L_dom = CE(D(f_m), m) over the present (sample, modality)       (domain classifier D)
 
+Training recipe: full-modality training first, then random modality dropout: the training
+loop (:mod:`bench.dropout`) drops modalities with the ``uniform-count`` scheme (the number
+kept uniform on 1..M, which ones uniformly) after a warm-up of 80000 / 180000 of the epochs,
+so the fill path above is trained on complete training pairs too (``--apply-to test``
+included); ``modality_dropout='none'`` trains without it.
+
 Hyper-parameters: w_shared = 0.1 and w_domain = 0.02 (``alpha``, ``beta`` of the code's
-``train_SS.py``); fill "first" (the code; the mean is its commented-out alternative).
+``train_SS.py``); fill "first" (the code; the mean is its commented-out alternative);
+modality dropout ``uniform-count`` with warm-up 4/9 (``run.sh``).
 
 Fidelity:
-- Follows the paper and code: one weight-shared encoder, specific encoders, a shared
-  residual composition layer, L1 alignment of shared features, a linear domain classifier
-  on specific features, absent modalities filled by a present one's shared feature, concat.
+- Paper (CVPR 2023): one weight-shared encoder and per-modality specific encoders, a shared
+  residual composition layer, a distribution-alignment loss on shared features and a domain
+  classification loss on specific features; an absent modality's feature is generated from
+  the shared features of the present ones.
+- Official code (billhhh/ShaSpec@081fe7a1e40d6bbc0736dc93e779a0a5a439d091, ``DualNet_SS.py``,
+  ``train_SS.py``, ``run.sh``): L1 alignment over a 4-cycle of modality pairs and a linear
+  domain classifier, both over every modality, dropped ones included (features of zeroed
+  images); the absent fill is the shared feature of ``mode_split[0]``; ``run.sh`` trains
+  80000 steps with every modality, then reloads that model and trains to step 180000 with
+  ``--mode=random``: each step keeps ``random.randint(1, 4)`` of the 4 modalities, chosen by
+  ``random.sample`` (batch size 1, so per sample); SGD with Nesterov momentum 0.99, lr 1e-2,
+  poly decay.
 - Ours: the code feeds single-channel MRI sequences straight into the shared encoder; our
   modalities differ in channels (fundus RGB, OCT grey), so a per-modality 1x1-conv stem maps
   each to ``stem_channels`` (3: a pretrained 3-channel backbone fits) before the shared
   encoder (with precomputed features, ``backbone="features"``, the stem is a linear layer
   and the shared encoder an MLP). The shared encoder runs on the present images only, so
-  absent images neither cost compute nor enter BatchNorm statistics. The code computes both
-  auxiliary losses over every modality, absent ones included (features of zero images);
-  we restrict L_sh to pairs both present and L_dom to present modalities, and average L_sh
-  over all pairs (the code sums a 4-cycle of its 4 modalities). Composition is a linear
-  layer on pooled features (the code: a 3x3x3 conv on feature maps for segmentation).
+  absent images neither cost compute nor enter BatchNorm statistics; L_sh covers pairs both
+  present and L_dom present modalities, and L_sh averages over all pairs (the code sums a
+  4-cycle of its 4 modalities). Composition is a linear layer on pooled features (the code:
+  a 3x3x3 conv on feature maps for segmentation). The fill is the first present modality by
+  index; in its random phase the code fills from the first of ``random.sample``'s order, a
+  random kept modality. The two phases are one stage of the harness's loop (one optimiser
+  and cosine schedule; the code's poly schedule restarts from the phase-1 checkpoint), and
+  the warm-up is the same fraction of epochs rather than of steps.
 """
 
 from __future__ import annotations
@@ -42,8 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.dropout import declared
 from bench.errors import ConfigError
-from bench.interface import Batch, DatasetInfo, Method, Output, register_method
+from bench.interface import Batch, DatasetInfo, Method, Output, Stage, register_method
 from methods._blocks.heads import linear_head, mlp
 
 
@@ -69,7 +89,8 @@ def shared_alignment(shared: Tensor, present: Tensor) -> Tensor:
 @register_method("shaspec")
 class ShaSpec(Method):
     summary = (
-        "Shared (weight-tied) + specific encoders; absent shared feature filled from a present one"
+        "Shared (weight-tied) + specific encoders; absent shared feature filled from a present "
+        "one; trained with random modality dropout after a full-modality warm-up"
     )
     citation = "Wang et al., CVPR 2023 (ShaSpec)"
 
@@ -81,12 +102,15 @@ class ShaSpec(Method):
         fill: str = "first",
         w_shared: float = 0.1,
         w_domain: float = 0.02,
+        modality_dropout: str = "uniform-count",
+        dropout_warmup: float = 80_000 / 180_000,
         **encoder: Any,
     ) -> None:
         super().__init__(info, **encoder)
         if fill not in ("first", "mean"):
             raise ConfigError(f"shaspec fill {fill!r} is not valid: choose 'first' or 'mean'")
         self.fill, self.w_shared, self.w_domain = fill, w_shared, w_domain
+        self.modality_dropout = declared(modality_dropout, warmup=dropout_warmup)
         self.specific = self.modality_encoders()
         d = self.specific.feature_dim
         if self.encoder_args.backbone == "features":
@@ -98,6 +122,9 @@ class ShaSpec(Method):
         self.compose = nn.Linear(2 * d, d)
         self.head = linear_head(d * info.num_modalities, info.num_classes, dropout)
         self.domain_classifier = nn.Linear(d, info.num_modalities)
+
+    def stages(self) -> list[Stage]:
+        return [Stage("main", modality_dropout=self.modality_dropout)]
 
     def shared_features(self, batch: Batch) -> Tensor:
         """s_m (B, M, d) from the present images only; zeros where m is absent."""

@@ -3,6 +3,14 @@
 ``unimodal:m1`` and ``unimodal:m2`` bound what fusion adds. When the model's modality is
 absent for a sample, its feature is zero and the head can only return its bias (the
 class prior it learned): the honest unimodal result under missingness.
+
+Fidelity:
+- Paper: the single-modality rows of the missing-modality tables (e.g. IMDR, AAAI 2025,
+  fundus-only and OCT-only models).
+- Official code: IMDR's ``code/baseline.py`` (``Res2Net2D`` reads ``X[0]`` alone) is one;
+  any backbone with a linear head.
+- Ours: the harness's encoder of that modality and a linear head, trained on every training
+  sample, with or without its modality (a sample without it teaches only the class prior).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import methods.shaspec
 from bench.errors import ConfigError, DataError
 from bench.interface import Batch, build_method, hparam_names
 from bench.spec import TrainSpec
 from bench.train import MaskedSplit, fit, make_batch
-from methods._blocks.distillation import soft_target_kl
-from methods.distill import present_feature_mse
+from methods._blocks.distillation import cross_modal_rows, present_feature_mse, soft_target_kl
 from methods.shaspec import fill_absent, shared_alignment
 
 CPU = torch.device("cpu")
@@ -30,6 +30,27 @@ def build(name, data, **hparams):
 
 def trainable(module) -> set[bool]:
     return {p.requires_grad for p in module.parameters()}
+
+
+def complete_splits(data) -> tuple[MaskedSplit, MaskedSplit]:
+    """Train and validation splits with every modality: ``--apply-to test``'s training."""
+    return tuple(
+        MaskedSplit(split, torch.ones(len(split), 2, dtype=torch.bool))
+        for split in (data.train, data.val)
+    )
+
+
+def record_training_calls(method, module, name="forward"):
+    """Wrap ``module.<name>``: the (stage, batch) of each call made while ``method`` trains."""
+    calls, original = [], getattr(module, name)
+
+    def recording(batch):
+        if method.training:
+            calls.append((method.stage, batch))
+        return original(batch)
+
+    setattr(module, name, recording)
+    return calls
 
 
 class FirstChoiceTrial:
@@ -124,7 +145,48 @@ def test_distill_loss_parts_per_stage(tiny_data):
     method.set_stage("teacher")
     assert set(method.loss(method(batch), batch, y)[1]) == {"ce"}
     method.set_stage("student")
-    assert set(method.loss(method(batch), batch, y)[1]) == {"ce", "kd", "feat"}
+    assert set(method.loss(method(batch), batch, y)[1]) == {"ce", "kd", "feat", "kd_rows"}
+
+
+def test_distill_teacher_sees_every_modality_on_the_rows_the_student_lacks_one(tiny_data):
+    """The mechanism: under --apply-to test every training pair is complete; the student
+    stage drops a modality from some of them, and the teacher reads those rows whole."""
+    method = build("distill", tiny_data)
+    student = record_training_calls(method, method)
+    teacher = record_training_calls(method, method.teacher, "fuse")
+    fit(method, *complete_splits(tiny_data), TrainSpec(epochs=2), CPU, seed=0)
+    student_batches = [b for stage, b in student if stage == "student"]
+    teacher_batches = [b for stage, b in teacher if stage == "student"]
+    assert len(student_batches) == len(teacher_batches) > 0
+    lacking = 0
+    for seen, taught in zip(student_batches, teacher_batches, strict=True):
+        rows = ~seen.present.all(dim=1)
+        lacking += int(rows.sum())
+        assert taught.present[rows].all()
+        for m, image in enumerate(taught.images):  # the dropped images themselves, not zeros
+            assert (image[rows & ~seen.present[:, m]].abs().sum(dim=(1, 2, 3)) > 0).all()
+    assert lacking > 0
+
+
+def test_distill_distils_only_where_the_teacher_sees_what_the_student_lacks(tiny_data):
+    method = build("distill", tiny_data).train()
+    full = batch_of(tiny_data, [[True, True]] * 3 + [[True, False]])  # row 3: absent by protocol
+    keep = torch.tensor([[True, True], [True, False], [False, True], [True, False]])
+    images = tuple(x * keep[:, m].view(-1, 1, 1, 1) for m, x in enumerate(full.images))
+    batch = Batch(images, keep, undropped=full)
+    view, rows = method.teacher_view(batch)
+    assert view is full and rows.tolist() == [False, True, True, False]
+    _, parts = method.loss(method(batch), batch, tiny_data.train.labels[:4])
+    assert parts["kd_rows"] == 0.5 and parts["kd"] > 0
+    same_view = build("distill", tiny_data, cross_modal=False).train()
+    assert same_view.teacher_view(batch)[0] is batch
+    assert [s.modality_dropout for s in same_view.stages()] == [None, None]
+
+
+def test_cross_modal_rows_need_a_complete_teacher_view():
+    student = torch.tensor([[True, False], [True, True], [False, True], [True, False]])
+    teacher = torch.tensor([[True, True], [True, True], [True, True], [True, False]])
+    assert cross_modal_rows(student, teacher).tolist() == [True, False, True, False]
 
 
 def test_soft_target_kl_is_hinton_kl_times_t_squared():
@@ -189,6 +251,28 @@ def test_shaspec_prediction_for_a_missing_modality_uses_the_fill(tiny_data):
         assert fused.shape[-1] == 2 * d
 
 
+def test_shaspec_trains_its_fill_path_on_complete_training_pairs(tiny_data, monkeypatch):
+    """The mechanism: with --apply-to test the training pairs are complete, and the fill of
+    an absent modality still gets a gradient, from the modality dropout after the warm-up."""
+    gradients = []
+
+    def fill_with_probe(shared, present, fill):
+        value = fill_absent(shared, present, fill)
+        if value.requires_grad:
+            value.register_hook(lambda g: gradients.append(float(g.abs().sum())))
+        return value
+
+    monkeypatch.setattr(methods.shaspec, "fill_absent", fill_with_probe)
+    method = build("shaspec", tiny_data)
+    result = fit(method, *complete_splits(tiny_data), TrainSpec(epochs=3), CPU, seed=0)
+    assert max(gradients) > 0
+    assert result.dropout_masks["main"][0].all() and not result.dropout_masks["main"][2].all()
+    (stage,) = method.stages()
+    assert stage.modality_dropout.scheme == "uniform-count"
+    assert stage.modality_dropout.warmup == pytest.approx(4 / 9)
+    assert build("shaspec", tiny_data, modality_dropout="none").stages()[0].modality_dropout is None
+
+
 def test_shaspec_rejects_an_unknown_fill(tiny_data):
     with pytest.raises(ConfigError, match="choose 'first' or 'mean'"):
         build("shaspec", tiny_data, fill="zeros")
@@ -236,3 +320,18 @@ def test_momke_routes_each_modality_through_every_expert(tiny_data):
     with torch.no_grad():
         method(batch)
     assert sorted(calls) == [0, 0, 1, 1]  # M modalities x M experts
+
+
+def test_momke_fusion_stage_trains_on_masked_slots_of_complete_pairs(tiny_data):
+    """The mechanism: the routed model is trained on inputs with masked slots (the code's
+    stage 2), here drawn from complete training pairs under --apply-to test."""
+    method = build("momke", tiny_data)
+    calls = record_training_calls(method, method)
+    result = fit(method, *complete_splits(tiny_data), TrainSpec(epochs=2), CPU, seed=0)
+    by_stage = {}
+    for stage, batch in calls:
+        by_stage.setdefault(stage, []).append(batch.present)
+    assert all(p.all() for p in by_stage["experts"])
+    masked = torch.cat(by_stage["fusion"])
+    assert (~masked.all(dim=1)).float().mean() > 0.3 and masked.any(dim=1).all()
+    assert set(result.dropout_masks) == {"fusion"}

@@ -13,10 +13,21 @@ from bench.cell import DatasetCache, run_cell
 from bench.config import expand, resolve
 from bench.encoders import EncoderArgs
 from bench.interface import METHODS, Batch, DatasetInfo, Method, Output, build_method, hparam_names
+from bench.spec import TrainSpec
 from bench.tracking import Tracker
-from bench.train import MaskedSplit, make_batch
+from bench.train import MaskedSplit, fit, make_batch, predict
 
 ALL_METHODS = METHODS.names(with_variants=True)
+
+
+def declares_dropout(name: str) -> bool:
+    cls, fixed = METHODS.resolve(name)
+    info = DatasetInfo("toy", ("a", "b"), ("m1", "m2"), (1, 1), 8)
+    method = cls(info, **{"backbone": "features", "feature_dim": 4, **fixed})
+    return any(stage.modality_dropout is not None for stage in method.stages())
+
+
+DROPOUT_METHODS = [name for name in ALL_METHODS if declares_dropout(name)]
 ENCODER_HPARAMS = ["backbone", "feature_dim", "pretrained"]
 PATTERNS = {
     "complete": [[True, True]] * 4,
@@ -94,6 +105,29 @@ def test_overfits_a_tiny_batch(method, tiny_data):
     method.train()
     with torch.no_grad():
         assert (method(batch).logits.argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("name", DROPOUT_METHODS)
+def test_evaluation_never_gets_the_undropped_view(name, tiny_data):
+    """Only training batches carry ``Batch.undropped``: validation and test predictions see
+    the protocol's batch alone, whatever the method's training-time dropout."""
+    torch.manual_seed(0)
+    method = build_method(name, tiny_data.info, {})
+    seen, forward = [], method.forward
+
+    def recording(batch):
+        seen.append((method.training, batch.undropped is None))
+        return forward(batch)
+
+    method.forward = recording
+    split = tiny_data.train
+    present = torch.ones(len(split), 2, dtype=torch.bool)
+    present[::3, 1] = False
+    masked = MaskedSplit(split, present)
+    fit(method, masked, masked, TrainSpec(epochs=1), torch.device("cpu"), seed=0)
+    predict(method, masked, torch.device("cpu"), 16)
+    assert {undropped for training, undropped in seen if not training} == {True}
+    assert {undropped for training, undropped in seen if training} == {False}
 
 
 class PermutedTestLabels(DatasetCache):

@@ -44,6 +44,7 @@ def test_search_space_is_the_methods_own_plus_lr_and_weight_decay(tiny_ref):
         "train.lr",
         "train.weight_decay",
         "dropout",
+        "scheme",
         "drop_prob",
     }
     base = CellSpec("moddrop", tiny_ref, MissingSpec(0.4), TrainSpec(), 0, (("feature_dim", 8),))
@@ -51,7 +52,7 @@ def test_search_space_is_the_methods_own_plus_lr_and_weight_decay(tiny_ref):
     assert spec.train.lr == trial.params["train.lr"] and 1e-4 <= spec.train.lr <= 1e-2
     assert dict(spec.hparams) == {
         "feature_dim": 8,
-        **{k: trial.params[k] for k in ("dropout", "drop_prob")},
+        **{k: trial.params[k] for k in ("dropout", "scheme", "drop_prob")},
     }
 
 

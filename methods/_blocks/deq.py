@@ -45,7 +45,8 @@ class SolverStats:
 @dataclass
 class DEQStats:
     """Solver statistics of one :func:`deq_solve` call, for logging. The backward fields are
-    filled in when autograd runs the implicit backward (NaN / 0 until then)."""
+    filled in when autograd runs the implicit backward (NaN / 0 until then). ``jacobian`` is
+    the differentiable Jacobian estimate when :func:`deq_solve` was asked for one."""
 
     steps: int
     residual: float
@@ -53,6 +54,7 @@ class DEQStats:
     backward_steps: int = 0
     backward_residual: float = math.nan
     backward_converged: bool = False
+    jacobian: Tensor | None = None
 
 
 class _Best:
@@ -228,6 +230,7 @@ def deq_solve(
     tol: float = 1e-3,
     backward_max_iter: int = 56,
     backward_tol: float = 1e-4,
+    jacobian_samples: int = 0,
     **solver_kwargs: Any,
 ) -> tuple[Tensor, DEQStats]:
     """Equilibrium z* = f(z*) with implicit gradients (Bai, Kolter, Koltun, NeurIPS 2019).
@@ -242,8 +245,11 @@ def deq_solve(
 
     f: map of tensors shaped like z0.  z0: (B, ...) initial state (DEQ fusion: zeros).
     solver: 'anderson' or 'broyden'.  max_iter, tol: forward solver budget and tolerance
-    on the relative residual.  solver_kwargs: extra arguments of the solver (Anderson m, lam,
-    beta), used forward and backward.
+    on the relative residual.  jacobian_samples: when > 0 (and grad is enabled),
+    ``stats.jacobian`` holds :func:`jacobian_frobenius_estimate` of f at z* with that many
+    probes, differentiable, for a Jacobian regulariser (Bai, Koltun, Kolter, ICML 2021).
+    solver_kwargs: extra arguments of the solver (Anderson m, lam, beta), used forward and
+    backward.
     Returns (z of z0's shape, stats); stats' backward fields fill in during backward.
     """
     if solver not in SOLVERS:
@@ -262,7 +268,10 @@ def deq_solve(
     # .grad of its size would stay alive in its AccumulateGrad node as long as the loss does.
     anchor = torch.zeros((), dtype=result.z.dtype, device=result.z.device, requires_grad=True)
     z_in = result.z.detach() + anchor
-    z_out = _ImplicitBackward.apply(f(z_in), z_in, solve, stats, backward_max_iter, backward_tol)
+    f_out = f(z_in)
+    if jacobian_samples > 0:
+        stats.jacobian = jacobian_frobenius_estimate(f_out, z_in, jacobian_samples)
+    z_out = _ImplicitBackward.apply(f_out, z_in, solve, stats, backward_max_iter, backward_tol)
     return z_out, stats
 
 
