@@ -283,6 +283,7 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
             tuple(sorted(per_method[method].items())),
             frozen_items,
             mask_seed,
+            METHODS.resolve(method)[0].version,
         )
         for dataset in datasets
         for miss in missing

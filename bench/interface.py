@@ -102,6 +102,9 @@ class Method(nn.Module, abc.ABC):
 
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    # Bump when a change alters what the method computes: from 2 on the cell hash holds it,
+    # so a rerun trains the new code instead of resuming runs of the old one.
+    version: ClassVar[int] = 1
 
     def __init__(
         self,

@@ -116,6 +116,8 @@ class CellSpec:
 
     ``seed`` drives model initialisation, batch order and, unless ``mask_seed`` is given
     (a grid that varies the seed axes apart, :mod:`bench.seeds`), the missingness masks.
+    ``method_version`` is the method class's ``version``: a method whose results changed gets
+    new cell hashes, so that runs of its earlier code are not taken for done.
     """
 
     method: str
@@ -126,6 +128,7 @@ class CellSpec:
     hparams: tuple[tuple[str, Any], ...] = ()
     frozen_backbone: tuple[tuple[str, Any], ...] = ()  # (name, pretrained) when features are frozen
     mask_seed: int | None = None  # the masks' own seed when the grid separates the seed axes
+    method_version: int = 1  # the method's ``version`` (bench.interface.Method): its code's era
 
     def __post_init__(self) -> None:
         seeds = {"seed": self.seed, "mask_seed": self.mask_seed}
@@ -157,6 +160,8 @@ class CellSpec:
             del out["frozen_backbone"]  # keeps the hashes of ordinary cells as they were
         if self.mask_seed is None:
             del out["mask_seed"]  # likewise for cells whose seed drives the masks too
+        if self.method_version == 1:
+            del out["method_version"]  # and for methods whose results never changed
         return out
 
     @property

@@ -73,6 +73,7 @@ class DEQFusion(Method):
         "regulariser) over zero-filled features"
     )
     citation = "Ni et al., Deep Equilibrium Multimodal Fusion, arXiv:2306.16645 (2023)"
+    version = 2  # 2: the official purify-then-combine layer and the Jacobian regulariser
 
     def __init__(
         self,

@@ -78,6 +78,7 @@ class Distill(TeacherStudent):
         "from a complete-pair teacher that sees the full pairs"
     )
     citation = "Liu et al., AAAI 2025 (IMDR distillation code); Hinton et al., NIPS-W 2015"
+    version = 2  # 2: the cross-modal teacher on modality-dropped copies
 
     def __init__(
         self,

@@ -226,6 +226,7 @@ class IMDR(TeacherStudent):
         "teacher that sees the modality the student lacks"
     )
     citation = "Liu et al., AAAI 2025 (IMDR)"
+    version = 2  # 2: the cross-modal teacher on modality-dropped copies
 
     def __init__(
         self,

@@ -172,6 +172,7 @@ class KEDR(Method):
         "Knowledge-grounded disentanglement (OT to LLM priors) + confidence-weighted DEQ fusion"
     )
     citation = "Li et al., Information Fusion 136 (2026) 104502"
+    version = 2  # 2: the released code's OT cost, loss and orthogonality
 
     def __init__(
         self,

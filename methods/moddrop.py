@@ -55,6 +55,7 @@ class ModDrop(LateFusion):
         "uniform number of dropped modalities)"
     )
     citation = "Neverova et al., TPAMI 2016; Liu et al., MICCAI 2022 (ModDrop++)"
+    version = 2  # 2: uniform-count dropout and an MLP head
 
     def __init__(
         self,

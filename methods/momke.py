@@ -111,6 +111,7 @@ class MoMKE(Method):
         "trained on masked slots"
     )
     citation = "Xu et al., ACM MM 2024 (MoMKE)"
+    version = 2  # 2: masked slots in the fusion stage
 
     def __init__(
         self,

@@ -108,6 +108,7 @@ class RIMA(Method):
         "fused with each modality"
     )
     citation = "Yu et al., MICCAI 2025 (arXiv:2507.04999)"
+    version = 2  # 2: the labelled Gromov-Wasserstein coupling, translations always fused
 
     def __init__(
         self,

@@ -93,6 +93,7 @@ class ShaSpec(Method):
         "one; trained with random modality dropout after a full-modality warm-up"
     )
     citation = "Wang et al., CVPR 2023 (ShaSpec)"
+    version = 2  # 2: training-time dropout after a full-modality warm-up
 
     def __init__(
         self,
