@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import get_card
+from bench.encoders import EncoderArgs
 from bench.errors import ConfigError, UnknownNameError
 from bench.files import parse_yaml, read_mapping
 from bench.interface import METHODS, check_hparams, hparam_names
@@ -261,7 +262,7 @@ def expand(config: dict[str, Any]) -> list[CellSpec]:
     frozen_items = tuple(sorted(frozen.items())) if frozen.get("name") else ()
     if frozen_items:
         for method, values in per_method.items():
-            clash = sorted({"backbone", "feature_dim", "pretrained"} & set(values))
+            clash = sorted({f.name for f in fields(EncoderArgs)} & set(values))
             if clash:
                 raise ConfigError(
                     f"{method} sets {', '.join(clash)} but frozen_backbone.name is set: the "

@@ -11,7 +11,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prof = sub.add_parser("profile", help="parameters, FLOPs, step time and memory of a method")
     prof.add_argument("--method", required=True)
     prof.add_argument("--dataset", default="synthetic-retina", help="for classes and channels")
-    prof.add_argument("--backbone", help="'small-cnn' or a timm model name, e.g. resnet50")
+    prof.add_argument(
+        "--backbone",
+        help="a registered image encoder (bench list) or a timm model name, e.g. resnet50",
+    )
     prof.add_argument("--image-size", dest="image_size", type=int)
     prof.add_argument(
         "--features-only",
