@@ -23,9 +23,12 @@ def columns() -> tuple[str, ...]:
     return ID_COLUMNS + metric_keys()
 
 
-def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
-    """One row per cell of ``experiment``: identity, status and test metrics."""
-    tracker = Tracker(results_dir)
+def load(
+    experiment: str, results_dir: str | Path = "results", tracking_uri: str | None = None
+) -> pd.DataFrame:
+    """One row per cell of ``experiment``: identity, status and test metrics, from the
+    store at ``tracking_uri`` (default: ``$BENCH_TRACKING_URI``, else ``results_dir``'s)."""
+    tracker = Tracker(results_dir, tracking_uri)
     cells = tracker.frame(tracker.require_experiment(experiment))
     frame = cells.reindex(columns=list(columns()))
     return frame.sort_values(["dataset", "method", "rate", "seed"], ignore_index=True)

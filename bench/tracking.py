@@ -1,14 +1,17 @@
 """MLflow tracking: one run per cell, tagged with the cell's stable hash and the platform
 it ran on; the one place that reads runs back (``Tracker.frame``, ``Tracker.find_runs``).
 
-The store is SQLite at ``<results_dir>/mlflow.db`` with artifacts under
-``<results_dir>/artifacts/``. A FINISHED run carrying a cell's hash means the cell is
-done, so rerunning a command resumes it. A run left RUNNING by a process that no longer
-exists (kill -9, power loss) is marked KILLED when its cell is started again.
+The store is the tracking URI's (:mod:`bench.stores`): by default SQLite at
+``<results_dir>/mlflow.db`` with artifacts under ``<results_dir>/artifacts/``; else an MLflow
+tracking server (artifacts where the server puts them) or a database. A FINISHED run
+carrying a cell's hash means the cell is done, so rerunning a command resumes it, on every
+backend. A run left RUNNING by a process that no longer exists (kill -9, power loss) is
+marked KILLED when its cell is started again.
 
 Several processes may write into one store (``bench run --executor process``, joined
-``bench tune`` studies): the database is created under a file lock, runs in SQLite's WAL mode
-(readers do not block the writer), and a call that still finds it locked is retried.
+``bench tune`` studies). A SQLite store is created under a file lock, runs in SQLite's WAL
+mode (readers do not block the writer), and a call that still finds it locked is retried; a
+server or a database serialises its writers itself.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import yaml
 
 from bench.errors import ConfigError, UnknownNameError
 from bench.spec import CellSpec, flatten
+from bench.stores import redacted, resolve_tracking_uri, sqlite_path, tracking_kind
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -50,6 +54,7 @@ for _noisy in ("alembic", "mlflow"):  # set after import: mlflow configures its 
 TAG_HASH = "cell_hash"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 LOCK_RETRY_SECONDS = 120.0  # beyond MLflow's own 20 s SQLite busy timeout per statement
+SERVER_PROBE_SECONDS = 10.0
 TEST_PREFIX = "test/"
 PLATFORM_TAGS = (
     "python_version",
@@ -231,12 +236,19 @@ class RetryingClient:
         return call
 
 
-def _open_store(db: Path, uri: str) -> RetryingClient:
+def _open_sqlite(db: Path, uri: str) -> RetryingClient:
     """Create (once, under a lock) and open the SQLite store in WAL mode.
 
     Without the lock, processes opening a new store at once race through MLflow's schema
     migrations and fail with 'table ... already exists'.
     """
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"tracking store folder {str(db.parent)!r} cannot be created ({err.strerror}): "
+            "pass a --tracking-uri or --results-dir you can write to"
+        ) from err
     with file_lock(db.with_name(db.name + ".lock")):
         with closing(sqlite3.connect(db, timeout=60)) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -245,14 +257,62 @@ def _open_store(db: Path, uri: str) -> RetryingClient:
     return client
 
 
-class Tracker:
-    """The MLflow store under one results dir."""
+def _probe_server(uri: str) -> None:
+    """Fail in one line unless the MLflow server at ``uri`` answers its health endpoint
+    (MLflow's own client would retry for minutes first)."""
+    import requests
 
-    def __init__(self, results_dir: Path | str) -> None:
-        self.results_dir = check_writable(Path(results_dir))
-        self.uri = f"sqlite:///{self.results_dir / 'mlflow.db'}"
-        self.client = _open_store(self.results_dir / "mlflow.db", self.uri)
+    try:
+        requests.get(f"{uri}/health", timeout=SERVER_PROBE_SECONDS)
+    except requests.RequestException as err:
+        raise ConfigError(
+            f"the MLflow tracking server {redacted(uri)} does not answer "
+            f"({type(err).__name__}): start it (mlflow server --serve-artifacts ...) or fix "
+            "--tracking-uri"
+        ) from err
+
+
+def _open_store(uri: str) -> RetryingClient:
+    """A client of the store at ``uri``, checked to answer."""
+    kind = tracking_kind(uri)
+    if kind == "sqlite":
+        return _open_sqlite(sqlite_path(uri), uri)
+    if kind == "server":
+        _probe_server(uri)
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    try:
+        client.search_experiments(max_results=1)  # a database store builds its schema here
+    except Exception as err:  # MLflow and SQLAlchemy raise many types for a bad store
+        raise ConfigError(
+            f"the tracking store {redacted(uri)} cannot be read ({type(err).__name__}): "
+            "check --tracking-uri, and the credentials in MLflow's environment variables"
+        ) from err
+    return client
+
+
+class Tracker:
+    """The MLflow store at a tracking URI (by default the SQLite file of ``results_dir``).
+
+    ``results_dir`` is created and must be writable only when the store or its artifacts
+    live there (SQLite, a database without a server); a worker that writes to a server
+    never touches it.
+    """
+
+    def __init__(self, results_dir: Path | str, tracking_uri: str | None = None) -> None:
+        results_dir = Path(results_dir).expanduser()
+        self.kind = tracking_kind(resolve_tracking_uri(results_dir, tracking_uri))
+        if self.kind == "server":
+            self.results_dir = results_dir.absolute()
+        else:
+            self.results_dir = check_writable(results_dir)
+        self.uri = resolve_tracking_uri(self.results_dir, tracking_uri)
+        self.client = _open_store(self.uri)
         self._commit = _git_commit()
+
+    @property
+    def where(self) -> str:
+        """The store, for messages: its URI without credentials."""
+        return redacted(self.uri)
 
     # experiments -------------------------------------------------------------------
     def experiment_id(self, name: str, create: bool = True) -> str | None:
@@ -261,7 +321,9 @@ class Tracker:
             return found.experiment_id
         if not create:
             return None
-        location = (self.results_dir / "artifacts" / name).as_uri()
+        location = None  # a server decides (its proxied artifact store)
+        if self.kind != "server":
+            location = (self.results_dir / "artifacts" / name).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # another process created it first
@@ -277,7 +339,7 @@ class Tracker:
         if experiment_id is None:
             names = sorted(e.name for e in self.client.search_experiments())
             raise UnknownNameError(
-                f"no experiment {name!r} in {self.results_dir}: choose one of "
+                f"no experiment {name!r} in {self.where}: choose one of "
                 f"{', '.join(names) or 'none (run bench run first)'}"
             )
         return experiment_id

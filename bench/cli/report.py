@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from bench.cli.arguments import add_tracking_uri
+
 DEFAULT_FORMATS = "md,tex,csv,pdf"  # bench.report.build.FORMATS, kept here for a fast --help
 
 
@@ -19,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     report.add_argument("--experiment", required=True)
     report.add_argument("--results-dir", dest="results_dir", default="results")
+    add_tracking_uri(report)
     report.add_argument("--out", help="output folder (default reports/<experiment>)")
     report.add_argument(
         "--formats",
@@ -39,7 +42,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     written = build_report(
-        args.experiment, args.results_dir, args.out, formats, reference_method=args.reference
+        args.experiment,
+        args.results_dir,
+        args.out,
+        formats,
+        reference_method=args.reference,
+        tracking_uri=args.tracking_uri,
     )
     for path in written:
         if path.suffix in (".md", ".pdf"):

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.cli.arguments import data_root_sets, numbers, split_list
+from bench.cli.arguments import add_tracking_uri, data_root_sets, numbers, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--device", help="auto | cpu | cuda | mps")
     run.add_argument("--experiment", help="MLflow experiment name (default 'default')")
     run.add_argument("--results-dir", dest="results_dir", help="default results/")
+    add_tracking_uri(run)
     run.add_argument("--config", help="YAML file with any of the keys below")
     run.add_argument(
         "--set",
@@ -85,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seeds": numbers(args.seeds, int, "--seeds", "0,1,2"),
         "experiment": args.experiment,
         "results_dir": args.results_dir,
+        "tracking_uri": args.tracking_uri,
         "missing": {k: v for k, v in missing.items() if v is not None},
         "train": {**tuned.get("train", {}), **{k: v for k, v in train.items() if v is not None}},
         "hparams": tuned.get("hparams"),
@@ -92,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     config = resolve(args.config, flags, data_root_sets(args.data_root) + (args.set or []))
     cells = expand(config)
-    tracker = Tracker(Path(config["results_dir"]))
+    tracker = Tracker(Path(config["results_dir"]), config["tracking_uri"])
     experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
     todo, skipped = pending_cells(cells, tracker, experiment_id, config["retry_failed"])
     logging.getLogger("bench").info(

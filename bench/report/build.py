@@ -121,6 +121,7 @@ def build_report(
     formats: tuple[str, ...] = FORMATS,
     reference_method: str | None = None,
     reference_dir: Path = reference.REFERENCE_DIR,
+    tracking_uri: str | None = None,
 ) -> list[Path]:
     """Write the report of ``experiment`` under ``out`` (default ``reports/<experiment>``)
     and return the paths written, sorted. Figures (PNG and SVG) are always written."""
@@ -129,7 +130,7 @@ def build_report(
         raise ConfigError(
             f"unknown report format(s) {', '.join(unknown)}: choose from {','.join(FORMATS)}"
         )
-    runs = collect(experiment, results_dir)
+    runs = collect(experiment, results_dir, tracking_uri)
     out = Path(out) if out is not None else Path("reports") / experiment
     with matplotlib.rc_context(RC):
         blocks, frames = _assemble(runs, Path(results_dir), reference_method, reference_dir)

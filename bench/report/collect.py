@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError
 from bench.metrics import metric_keys
+from bench.stores import resolve_tracking_uri, sqlite_path, tracking_kind
 from bench.tracking import PLATFORM_TAGS, SETTING_TAGS, Tracker
 
 SETTING = SETTING_TAGS
@@ -72,15 +73,20 @@ class ExperimentRuns:
             return pd.read_csv(Path(path))
 
 
-def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
-    """The FINISHED cells of ``experiment``; raise a :class:`BenchError` saying what to fix
-    when the store, the experiment or finished cells are missing."""
-    store = Path(results_dir).expanduser() / "mlflow.db"
-    if not store.is_file():
+def collect(
+    experiment: str, results_dir: str | Path, tracking_uri: str | None = None
+) -> ExperimentRuns:
+    """The FINISHED cells of ``experiment`` in the store at ``tracking_uri`` (default:
+    ``$BENCH_TRACKING_URI``, else ``results_dir``'s SQLite file); raise a
+    :class:`BenchError` saying what to fix when the store, the experiment or finished cells
+    are missing."""
+    uri = resolve_tracking_uri(Path(results_dir).expanduser(), tracking_uri)
+    if tracking_kind(uri) == "sqlite" and not sqlite_path(uri).is_file():
         raise ConfigError(
-            f"no tracking store at {str(store)!r}: pass the --results-dir that bench run wrote to"
+            f"no tracking store at {str(sqlite_path(uri))!r}: pass the --results-dir (or "
+            "--tracking-uri) that bench run wrote to"
         )
-    tracker = Tracker(results_dir)
+    tracker = Tracker(results_dir, tracking_uri)
     cells = tracker.frame(tracker.require_experiment(experiment))
     done = cells["status"] == "FINISHED"
     not_finished = dict(sorted(Counter(cells.loc[~done, "status"]).items()))
