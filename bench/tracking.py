@@ -43,6 +43,8 @@ from bench.stores import redacted, resolve_tracking_uri, sqlite_path, tracking_k
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints every ended run's URL, credentials included, to stdout for a server store
+os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException

@@ -66,6 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--ray-address", dest="ray_address", help="Ray cluster to join, e.g. auto (default: local)"
     )
+    run.add_argument(
+        "--cells-per-gpu",
+        dest="cells_per_gpu",
+        type=int,
+        help="workers sharing one GPU, each capped at 1/K of its memory (process, ray)",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -75,7 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.results import results_frame, summary_table
     from bench.tracking import Tracker
 
-    options = ExecutorOptions(args.executor, args.workers, args.ray_address, args.threads)
+    options = ExecutorOptions(
+        args.executor, args.workers, args.ray_address, args.threads, args.cells_per_gpu
+    )
     tuned = load_hparams_file(args.hparams) if args.hparams else {}
     missing = {"mechanism": args.mechanism, "modality": args.modality, "apply_to": args.apply_to}
     train = {"epochs": args.epochs, "device": args.device, "batch_size": args.batch_size}
