@@ -219,3 +219,15 @@ def test_a_bad_or_silent_tracking_uri_is_one_line_exit_2(tmp_path, capsys, uri, 
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"bench: error: {message.format(port=port)}") and "\n" not in err
+
+
+def test_a_saved_profile_is_recorded_on_the_server(tmp_path, server, capsys):
+    args = ["profile", "--method", "late-fusion", "--image-size", "32", "--batch-size", "4"]
+    args += ["--steps", "1", "--device", "cpu", "--save", "--results-dir", str(tmp_path)]
+    assert main([*args, "--tracking-uri", server]) == 0
+    tracker = Tracker("unused", server)
+    experiment_id = tracker.require_experiment("profile")
+    (run,) = tracker.find_runs(experiment_id, tags={"profile_method": "late-fusion"})
+    assert run.status == "FINISHED" and run.metrics["batch_size"] == 4
+    assert run.metrics["params_train"] > 0 and run.params["input"] == "images:32"
+    assert (tmp_path / "profile" / "late-fusion.json").is_file()
