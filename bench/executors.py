@@ -11,12 +11,12 @@
   (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on a dead worker).
 - ``ray``: every cell a Ray task (Moritz et al., OSDI 2018) on a new local Ray instance or
   the cluster at ``ray_address`` (or ``$RAY_ADDRESS``), asking for ``threads`` cores
-  (default ``CPUs // workers``) and a ``1 / workers`` share of the GPUs
-  (``1 / cells_per_gpu`` when given); a cell whose Ray
-  worker or node dies is recorded KILLED by the driver, not retried. Only specs travel to
-  the workers, through Ray; on a cluster of several nodes runs must go to a tracking server
-  or database (a SQLite file is one node's), each node keeps its own dataset cache under
-  ``$BENCH_CACHE_DIR`` and no worker touches the driver's results dir.
+  (default ``CPUs // workers``) and a ``1 / workers`` share of the GPUs (``1 /
+  cells_per_gpu`` when given); a cell whose Ray worker or node dies is recorded KILLED by
+  the driver, not retried. Only specs travel to the workers, through Ray; on a cluster of
+  several nodes runs must go to a tracking server or database (a SQLite file is one
+  node's), each node keeps its own dataset cache under ``$BENCH_CACHE_DIR`` and no worker
+  touches the driver's results dir.
 
 All executors write into one tracking store (bench.tracking copes with concurrent writers);
 the caller creates the experiment before any worker starts. A cell left unfinished by a

@@ -4,7 +4,7 @@ benchmarks and the tests of the server backend.
 ``mlflow_server(folder)`` starts ``mlflow server`` on a free port of 127.0.0.1 with its own
 SQLite backend and proxied artifact folder under ``folder`` (``--serve-artifacts``), waits
 for its health endpoint and yields its URL; on exit it stops the server's process group by
-the server's pid (the server runs its web workers as children).
+the server's pid (the server runs its web and job workers as children).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -68,16 +68,15 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)  # its own group: start_new_session below
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=3)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM to the server's process group (its own: start_new_session below), then, a
+    few seconds on, SIGKILL to what is left of it (its job-runner children may linger)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=3)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextmanager
