@@ -274,6 +274,32 @@ def _probe_server(uri: str) -> None:
         ) from err
 
 
+def _probe_database(uri: str) -> None:
+    """Fail in one line unless the database at ``uri`` accepts a connection (MLflow would
+    retry for about 100 s, logging every attempt) and its driver is installed."""
+    import sqlalchemy
+
+    timeout = {"connect_timeout": int(SERVER_PROBE_SECONDS)}  # libpq's and MySQL drivers' name
+    if not uri.startswith(("postgresql", "mysql")):
+        timeout = {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as err:
+        raise ConfigError(
+            f"the tracking store {redacted(uri)} needs a database driver that is not installed "
+            f"({err}): pip install 'kedr-bench[server]' (PostgreSQL) or that driver"
+        ) from err
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        raise ConfigError(
+            f"the database {redacted(uri)} does not accept a connection "
+            f"({type(err).__name__}): start it, or fix --tracking-uri and the credentials in "
+            "the database client's environment variables"
+        ) from err
+
+
 def _open_store(uri: str) -> RetryingClient:
     """A client of the store at ``uri``, checked to answer."""
     kind = tracking_kind(uri)
@@ -281,8 +307,10 @@ def _open_store(uri: str) -> RetryingClient:
         return _open_sqlite(sqlite_path(uri), uri)
     if kind == "server":
         _probe_server(uri)
-    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    else:
+        _probe_database(uri)
     try:
+        client = RetryingClient(MlflowClient(tracking_uri=uri))
         client.search_experiments(max_results=1)  # a database store builds its schema here
     except Exception as err:  # MLflow and SQLAlchemy raise many types for a bad store
         raise ConfigError(
