@@ -231,3 +231,9 @@ def test_a_saved_profile_is_recorded_on_the_server(tmp_path, server, capsys):
     assert run.status == "FINISHED" and run.metrics["batch_size"] == 4
     assert run.metrics["params_train"] > 0 and run.params["input"] == "images:32"
     assert (tmp_path / "profile" / "late-fusion.json").is_file()
+
+    from bench.report.build import load_profiles
+
+    on_server = load_profiles(tmp_path / "elsewhere", tracker)  # a machine without the file
+    from_file = load_profiles(tmp_path)
+    pd.testing.assert_frame_equal(on_server, from_file, check_exact=False, rtol=1e-12)

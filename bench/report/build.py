@@ -42,6 +42,7 @@ from bench.report.tables import (
     unit_suffix,
     utc,
 )
+from bench.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def _assemble(
     blocks.append(Heading(f"Statistics against {ref}", 2))
     comparison = pd.concat(comparisons.values(), ignore_index=True)
     blocks.append(stats_table(comparison, ref))
-    blocks += _efficiency(results_dir, reference.cost(reference_dir))
+    blocks += _efficiency(results_dir, reference.cost(reference_dir), runs.tracker)
     blocks += [Heading("Provenance", 2), provenance_table(frame)]
 
     frames = {
@@ -337,8 +338,21 @@ def _published(
     return blocks
 
 
-def load_profiles(results_dir: Path) -> pd.DataFrame:
-    """``<results_dir>/profile/*.json`` as written by ``bench profile --save``."""
+def stored_profiles(tracker: Tracker) -> dict[str, dict]:
+    """The newest FINISHED run of each method in the store's ``profile`` experiment (as
+    ``bench profile --save`` records it), by method."""
+    experiment_id = tracker.experiment_id("profile", create=False)
+    found: dict[str, dict] = {}
+    for run in [] if experiment_id is None else tracker.find_runs(experiment_id, status="FINISHED"):
+        values = {**run.params, **run.metrics}  # oldest first: the newest stays
+        if all(key in values for key in PROFILE_KEYS):
+            found[run.tags.get("profile_method", values["method"])] = values
+    return found
+
+
+def load_profiles(results_dir: Path, tracker: Tracker | None = None) -> pd.DataFrame:
+    """``<results_dir>/profile/*.json`` as written by ``bench profile --save``, and the
+    profiles recorded in ``tracker``'s store for methods without a file, by method."""
     rows = []
     for path in sorted((results_dir / "profile").glob("*.json")):
         data = json.loads(path.read_text())
@@ -349,17 +363,26 @@ def load_profiles(results_dir: Path) -> pd.DataFrame:
                 "bench profile --method M --save"
             )
         rows.append({k: data[k] for k in PROFILE_KEYS})
-    return pd.DataFrame(rows, columns=list(PROFILE_KEYS))
+    filed = {row["method"] for row in rows}
+    stored = stored_profiles(tracker) if tracker is not None else {}
+    for method, values in sorted(stored.items()):
+        if method not in filed:
+            row = {k: values[k] for k in PROFILE_KEYS}
+            row.update({k: int(row[k]) for k in ("params_train", "params_infer")})
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(PROFILE_KEYS))
+    return frame.sort_values("method", ignore_index=True)
 
 
-def _efficiency(results_dir: Path, paper_cost: pd.DataFrame) -> list[Block]:
-    profiles = load_profiles(results_dir)
+def _efficiency(results_dir: Path, paper_cost: pd.DataFrame, tracker: Tracker) -> list[Block]:
+    profiles = load_profiles(results_dir, tracker)
     if profiles.empty:
         return [
             Heading("Efficiency", 2),
             Paragraph(
-                f"No profile files in {results_dir / 'profile'}: run bench profile --method M "
-                f"--save --results-dir {results_dir} for each method to add the efficiency table."
+                f"No profile files in {results_dir / 'profile'} nor profile runs in the store: "
+                f"run bench profile --method M --save --results-dir {results_dir} for each "
+                "method to add the efficiency table."
             ),
         ]
     blocks: list[Block] = [Heading("Efficiency", 2), efficiency_table(profiles)]
