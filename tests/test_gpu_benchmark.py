@@ -56,3 +56,16 @@ def test_bf16_training_matches_fp32_within_tolerance_on_cuda(tmp_path):
     found = json.loads(out.read_text())["correctness"]
     assert all(m["within_tolerance"] for m in found["methods"].values())
     assert found["grad_scaler"] is (found["amp_dtype"] == "float16")
+
+
+def test_a_failing_section_is_reported_and_the_others_still_run(monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(gpu, "correctness", broken)
+    assert gpu.main(["--tiny", "--device", "cpu", "--sections", "1,4"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["correctness"] == {"error": "RuntimeError: boom"}
+    assert out["input_pipeline"]["pairs_per_s"] > 0
+    assert "error: RuntimeError: boom" in captured.err

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import statistics
@@ -125,6 +126,13 @@ SKIP_CUDA = "skipped: CUDA only"
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def _release(device: torch.device) -> None:
+    """Hand this process's cached GPU memory back before workers check what is free."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _autocast(device: torch.device):
@@ -372,6 +380,7 @@ def frozen_grid(setting: Setting, device: torch.device, root: Path) -> dict[str,
         args += ["--executor", "process", "--cells-per-gpu", str(GRID_CELLS_PER_GPU)]
     args += ["--set", f"frozen_backbone.name={setting.backbone}"]
     args += [f"--set=dataset_options.{DATASET}.{k}={v}" for k, v in options.items()]
+    _release(device)
     started = time.perf_counter()
     status = _quiet(lambda: main(args))
     grid_s = time.perf_counter() - started
@@ -403,6 +412,7 @@ def concurrency(
     }
     cells = expand(resolve(None, flags, []))
     DatasetCache(root / "cache").get(cells[0].dataset)
+    _release(device)
     rows = []
     for k in setting.concurrency:
         if budget.spent():
@@ -468,7 +478,10 @@ def run(setting: Setting, device: torch.device, budget: Budget, sections: set[in
                 out[name] = SKIP_BUDGET
             else:
                 section_started = time.perf_counter()
-                out[name] = step()
+                try:
+                    out[name] = step()
+                except Exception as err:  # one GPU session: report it, go on with the rest
+                    out[name] = {"error": f"{type(err).__name__}: {err}"[:800]}
                 out.setdefault("section_s", {})[name] = round(
                     time.perf_counter() - section_started, 1
                 )
@@ -496,6 +509,8 @@ def table(out: dict) -> str:
             lines.append(f"  {value}")
         elif isinstance(value, list):
             lines += [f"  {_row(row)}" for row in value]
+        elif "error" in value:
+            lines.append(f"  error: {value['error']}")
         elif name == "correctness":
             lines.append(f"  amp {value['amp_dtype']}, GradScaler {value['grad_scaler']}")
             for method, found in value["methods"].items():
