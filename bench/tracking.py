@@ -210,10 +210,22 @@ def _is_locked(err: Exception) -> bool:
     return "database is locked" in str(err) or "database table is locked" in str(err)
 
 
+IDEMPOTENT = ("set_tag", "set_terminated")  # the same call twice leaves the same run
+
+
+def _is_insert_race(name: str, err: Exception) -> bool:
+    """Two processes set the same tag of one run at once (joined ``bench tune`` processes
+    closing their study's run): the SQL store's check-then-insert loses the race with a
+    unique-key error, and the same call again finds the row and updates it."""
+    text = str(err)
+    return name in IDEMPOTENT and ("UNIQUE constraint failed" in text or "duplicate key" in text)
+
+
 class RetryingClient:
     """An ``MlflowClient`` whose calls are retried, with jittered backoff, while SQLite
-    reports the database locked. A locked write is rolled back whole, so a retry can
-    neither lose nor double a run."""
+    reports the database locked (a locked write is rolled back whole, so a retry can
+    neither lose nor double a run), and whose idempotent calls are retried after losing an
+    insert race."""
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
@@ -230,7 +242,8 @@ class RetryingClient:
                 try:
                     return value(*args, **kwargs)
                 except Exception as err:
-                    if not _is_locked(err) or time.monotonic() > deadline:
+                    retry = _is_locked(err) or _is_insert_race(name, err)
+                    if not retry or time.monotonic() > deadline:
                         raise
                 time.sleep(delay * (1 + self._jitter.random()))
                 delay = min(2 * delay, 2.0)

@@ -239,3 +239,24 @@ def test_a_saved_profile_is_recorded_on_the_server(tmp_path, server, capsys):
     on_server = load_profiles(tmp_path / "elsewhere", tracker)  # a machine without the file
     from_file = load_profiles(tmp_path)
     pd.testing.assert_frame_equal(on_server, from_file, check_exact=False, rtol=1e-12)
+
+
+def test_an_idempotent_call_that_loses_an_insert_race_is_retried():
+    from bench.tracking import RetryingClient
+
+    class Racing:
+        calls = 0
+
+        def set_tag(self, run_id, key, value):
+            Racing.calls += 1
+            if Racing.calls == 1:
+                raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: tags.key")
+            return "set"
+
+        def log_batch(self, run_id, metrics):
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: metrics.key")
+
+    client = RetryingClient(Racing())
+    assert client.set_tag("r", "trials", "3") == "set" and Racing.calls == 2
+    with pytest.raises(RuntimeError, match="UNIQUE constraint failed"):
+        client.log_batch("r", [])  # not idempotent: raised at once
