@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset_options": {},  # dataset -> {option: value}
     "frozen_backbone": {"name": None, "pretrained": None},  # features computed once, cached
     "retry_failed": False,
+    "tracking_uri": None,  # None: $BENCH_TRACKING_URI, else <results_dir>/mlflow.db
 }
 FREE_FORM = ("hparams", "dataset_options")  # their sub-keys are checked later
 

@@ -3,14 +3,20 @@
 - ``local`` (the default): one cell after another in this process.
 - ``process``: ``workers`` spawned worker processes, each running one cell at a time with
   ``threads`` torch threads (default ``cores // workers``); on a CUDA machine worker i sees
-  only GPU i mod #GPUs (``CUDA_VISIBLE_DEVICES``), so several workers may share a GPU. Each
-  worker talks to the parent over its own pipe: a worker that dies (kill -9, out of memory)
-  costs only the cell it held, which is reported and recorded KILLED, and a fresh worker
-  takes the next cell (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on
-  a dead worker).
-- ``ray``: every cell a Ray task (Moritz et al., OSDI 2018) on a local Ray instance or the
-  cluster at ``ray_address``, asking for ``threads`` cores (default ``CPUs // workers``) and
-  a ``1 / workers`` share of the GPUs; a cell whose Ray worker dies is reported KILLED, not retried.
+  only GPU i mod #GPUs (``CUDA_VISIBLE_DEVICES``), so several workers may share a GPU, and
+  ``cells_per_gpu`` K places K workers on each GPU with a ``1 / K`` share of its memory,
+  checked free before a worker starts (:mod:`bench.gpus`). Each worker talks to the parent
+  over its own pipe: a worker that dies (kill -9, out of memory) costs only the cell it
+  held, which is reported and recorded KILLED, and a fresh worker takes the next cell
+  (``concurrent.futures.ProcessPoolExecutor`` instead breaks for good on a dead worker).
+- ``ray``: every cell a Ray task (Moritz et al., OSDI 2018) on a new local Ray instance or
+  the cluster at ``ray_address`` (or ``$RAY_ADDRESS``), asking for ``threads`` cores
+  (default ``CPUs // workers``) and a ``1 / workers`` share of the GPUs (``1 /
+  cells_per_gpu`` when given); a cell whose Ray worker or node dies is recorded KILLED by
+  the driver, not retried. Only specs travel to the workers, through Ray; on a cluster of
+  several nodes runs must go to a tracking server or database (a SQLite file is one
+  node's), each node keeps its own dataset cache under ``$BENCH_CACHE_DIR`` and no worker
+  touches the driver's results dir.
 
 All executors write into one tracking store (bench.tracking copes with concurrent writers);
 the caller creates the experiment before any worker starts. A cell left unfinished by a
@@ -20,14 +26,16 @@ reason outside its method (:mod:`bench.failures`).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -35,12 +43,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.cell import CellResult, DatasetCache, run_cell
+from bench.cell import CellHooks, CellResult, DatasetCache, run_cell
 from bench.errors import BenchError, ConfigError
 from bench.failures import INTERRUPTED, is_sticky, recorded_class
+from bench.gpus import GpuPlan, cap_memory, check_memory, plan_workers, visible_gpus
 from bench.registry import Registry
 from bench.spec import CellSpec
 from bench.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 Executor = Callable[..., Iterator[CellResult]]
 EXECUTORS: Registry[Executor] = Registry("executor")
@@ -60,6 +71,7 @@ class ExecutorOptions:
     workers: int | None = None
     ray_address: str | None = None
     threads: int | None = None
+    cells_per_gpu: int | None = None
 
     def __post_init__(self) -> None:
         EXECUTORS.entry(self.name)
@@ -71,6 +83,10 @@ class ExecutorOptions:
             raise ConfigError("--workers needs a parallel executor: add --executor process")
         if self.name != "ray" and self.ray_address is not None:
             raise ConfigError("--ray-address needs --executor ray")
+        if self.cells_per_gpu is not None and self.cells_per_gpu < 1:
+            raise ConfigError(f"--cells-per-gpu must be at least 1, got {self.cells_per_gpu}")
+        if self.name == "local" and self.cells_per_gpu is not None:
+            raise ConfigError("--cells-per-gpu needs a parallel executor: add --executor process")
 
 
 def pending_cells(
@@ -164,12 +180,27 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _run_one(
-    spec: CellSpec, results_dir: Path, experiment_id: str, cache_dir: Path, threads: int
-) -> CellResult:
-    """One cell in a fresh worker (a Ray task)."""
-    torch.set_num_threads(threads)
-    return run_cell(spec, Tracker(results_dir), experiment_id, DatasetCache(cache_dir))
+def node_cache_dir() -> Path:
+    """This node's own dataset cache (decoded images, frozen features):
+    ``$BENCH_CACHE_DIR/datasets`` (default ``~/.cache/kedr-bench/datasets``)."""
+    root = os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "kedr-bench"
+    return Path(root).expanduser() / "datasets"
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker needs besides its cells: the store its runs go to, the experiment,
+    the dataset cache, its torch threads and the tags every run of it records."""
+
+    results_dir: Path
+    tracking_uri: str
+    experiment_id: str
+    cache_dir: Path
+    threads: int
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tracker(self) -> Tracker:
+        return Tracker(self.results_dir, self.tracking_uri)
 
 
 # local ---------------------------------------------------------------------------------------
@@ -205,16 +236,16 @@ class _Worker:
     spec: CellSpec | None = None
 
 
-def _worker_loop(
-    conn: Connection, results_dir: Path, experiment_id: str, cache_dir: Path, threads: int
-) -> None:
+def _worker_loop(conn: Connection, context: WorkerContext, gpu_share: float) -> None:
     """A worker: receive a cell, run it, send its result back; ``None`` ends the loop."""
-    torch.set_num_threads(threads)
-    tracker = Tracker(results_dir)
-    datasets = DatasetCache(cache_dir)
+    torch.set_num_threads(context.threads)
+    cap_memory(gpu_share)
+    tracker = context.tracker()
+    datasets = DatasetCache(context.cache_dir)
+    hooks = CellHooks(tags=dict(context.tags))
     try:
         while (spec := conn.recv()) is not None:
-            conn.send(run_cell(spec, tracker, experiment_id, datasets))
+            conn.send(run_cell(spec, tracker, context.experiment_id, datasets, hooks))
     except (EOFError, KeyboardInterrupt):  # the parent is gone, or Ctrl-C reached the group
         pass
 
@@ -234,19 +265,12 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _visible_gpus() -> list[str]:
-    """The ids of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` or all)."""
-    if not torch.cuda.is_available():
-        return []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        return [d.strip() for d in visible.split(",") if d.strip()]
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _start_worker(context, gpu: str | None, threads: int, args: tuple) -> _Worker:
-    parent_end, child_end = context.Pipe()
-    process = context.Process(target=_worker_loop, args=(child_end, *args), daemon=True)
+def _start_worker(spawn, gpu: str | None, context: WorkerContext, plan: GpuPlan) -> _Worker:
+    parent_end, child_end = spawn.Pipe()
+    if gpu is not None:
+        context = replace(context, tags=(("gpu", gpu), ("gpu_share", plan.share_label)))
+    process = spawn.Process(target=_worker_loop, args=(child_end, context, plan.share), daemon=True)
+    threads = context.threads
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -296,18 +320,21 @@ def run_process(
     cache_dir: Path,
     options: ExecutorOptions,
 ) -> Iterator[CellResult]:
-    """Run ``cells`` on worker processes, replacing any worker that dies."""
-    cpus, gpus = usable_cores(), _visible_gpus()
-    count = min(options.workers or _default_workers(cpus, len(gpus)), len(cells))
-    threads = options.threads or max(1, cpus // count)
-    context = multiprocessing.get_context("spawn")  # fork is unsafe with torch and threads
-    args = (tracker.results_dir, experiment_id, cache_dir, threads)
+    """Run ``cells`` on worker processes, replacing any worker that dies (where its GPU
+    still has its share of memory free)."""
+    cpus, gpus = usable_cores(), visible_gpus()
+    plan = plan_workers(
+        gpus, options.workers, options.cells_per_gpu, _default_workers(cpus, len(gpus))
+    )
+    slots = plan.slots[: len(cells)]
+    if options.cells_per_gpu is not None:
+        check_memory([gpu for gpu in slots if gpu is not None], plan.share)
+    threads = options.threads or max(1, cpus // len(slots))
+    spawn = multiprocessing.get_context("spawn")  # fork is unsafe with torch and threads
+    context = WorkerContext(tracker.results_dir, tracker.uri, experiment_id, cache_dir, threads)
     queue = deque(cells)
     progress = _Progress(len(cells))
-    workers = [
-        _start_worker(context, gpus[i % len(gpus)] if gpus else None, threads, args)
-        for i in range(count)
-    ]
+    workers = [_start_worker(spawn, gpu, context, plan) for gpu in slots]
 
     def assign(worker: _Worker) -> None:
         worker.spec = queue.popleft() if queue else None
@@ -330,16 +357,71 @@ def run_process(
                 else:  # replace the dead worker while cells remain
                     workers.remove(worker)
                     worker.conn.close()
-                    if queue:
-                        workers.append(_start_worker(context, worker.gpu, threads, args))
+                    if queue and _has_memory(worker.gpu, options, plan):
+                        workers.append(_start_worker(spawn, worker.gpu, context, plan))
                         assign(workers[-1])
                 yield result
+        for spec in queue:  # every worker died and none could be replaced
+            yield CellResult(spec, "KILLED", error="no worker left to run it: rerun the command")
     finally:
         _stop(workers)
         progress.close()
 
 
+def _has_memory(gpu: str | None, options: ExecutorOptions, plan: GpuPlan) -> bool:
+    """Whether a replacement worker may start on ``gpu``: its share is free there."""
+    if gpu is None or options.cells_per_gpu is None:
+        return True
+    try:
+        check_memory([gpu], plan.share)
+    except ConfigError as err:
+        log.warning("no replacement worker on GPU %s: %s", gpu, err)
+        return False
+    return True
+
+
 # ray -----------------------------------------------------------------------------------------
+TAG_ATTEMPT = "ray_attempt"  # set by the driver on a Ray cell's run, to find it if the task dies
+
+
+def _run_ray_cell(spec: CellSpec, context: WorkerContext, attempt: str) -> CellResult:
+    """One cell in a Ray worker, on whichever node Ray chose. With a tracking server or
+    database the worker reads and writes nothing of the driver's disk: its dataset cache is
+    its node's own (:func:`node_cache_dir`)."""
+    import ray
+
+    torch.set_num_threads(context.threads)
+    tracker = context.tracker()
+    cache_dir = context.cache_dir if tracker.kind == "sqlite" else node_cache_dir()
+    tags = {**dict(context.tags), TAG_ATTEMPT: attempt}
+    tags["ray_node_id"] = ray.get_runtime_context().get_node_id()
+    hooks = CellHooks(tags=tags)
+    return run_cell(spec, tracker, context.experiment_id, DatasetCache(cache_dir), hooks)
+
+
+def _check_cluster_store(ray, tracker: Tracker) -> None:
+    """A SQLite store is a file on the driver's node: other nodes' runs would be lost."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and tracker.kind == "sqlite":
+        raise ConfigError(
+            f"the Ray cluster has {len(nodes)} nodes but runs would go to the SQLite file "
+            f"{tracker.where}, which only this node sees: pass --tracking-uri "
+            "http://HOST:PORT of an MLflow server (or a database URL)"
+        )
+
+
+def _record_lost(tracker: Tracker, experiment_id: str, spec: CellSpec, attempt: str, err) -> str:
+    """Mark the run a lost Ray task left RUNNING KILLED; the reason."""
+    error = WorkerDiedError(
+        f"Ray lost this cell ({type(err).__name__}: its worker or node died): rerun the same "
+        "command to finish it"
+    )
+    tags = {TAG_ATTEMPT: attempt}
+    for run in tracker.find_runs(experiment_id, cell_hash=spec.hash, status="RUNNING", tags=tags):
+        tracker.fail(run.run_id, error, status="KILLED")
+    return str(error)
+
+
 @EXECUTORS.register("ray")
 def run_ray(
     cells: list[CellSpec],
@@ -357,32 +439,32 @@ def run_ray(
         ) from err
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False)
+        address = options.ray_address or "local"  # never a cluster by accident ($RAY_ADDRESS)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     progress = _Progress(len(cells))
     try:
+        _check_cluster_store(ray, tracker)
         resources = ray.cluster_resources()
         cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
         workers = options.workers or _default_workers(cpus, gpus)
         threads = options.threads or max(1, cpus // workers)
-        task = ray.remote(_run_one).options(
-            num_cpus=threads, num_gpus=min(1.0, gpus / workers), max_retries=0
+        share = 1.0 / options.cells_per_gpu if options.cells_per_gpu else gpus / workers
+        task = ray.remote(_run_ray_cell).options(
+            num_cpus=threads, num_gpus=min(1.0, share) if gpus else 0, max_retries=0
         )
-        pending = {
-            task.remote(spec, tracker.results_dir, experiment_id, cache_dir, threads): spec
-            for spec in cells
-        }
+        context = WorkerContext(tracker.results_dir, tracker.uri, experiment_id, cache_dir, threads)
+        pending = {}
+        for spec in cells:
+            attempt = uuid.uuid4().hex
+            pending[task.remote(spec, context, attempt)] = (spec, attempt)
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
-            spec = pending.pop(done)
+            spec, attempt = pending.pop(done)
             try:
                 result = ray.get(done)
             except ray.exceptions.RayError as err:  # the worker died, or the task could not run
-                result = CellResult(
-                    spec,
-                    "KILLED",
-                    error=f"Ray lost this cell ({type(err).__name__}): rerun the same command",
-                    failure=INTERRUPTED,
-                )
+                error = _record_lost(tracker, experiment_id, spec, attempt, err)
+                result = CellResult(spec, "KILLED", error=error, failure=INTERRUPTED)
             progress.finished(result)
             yield result
     finally:

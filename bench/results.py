@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.failures import METHOD, STICKY
 from bench.metrics import metric_keys
-from bench.tracking import COMPARABILITY_TAG, Tracker, existing_store
+from bench.tracking import COMPARABILITY_TAG, existing_store
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,12 @@ def columns() -> tuple[str, ...]:
     return ID_COLUMNS + metric_keys()
 
 
-def load(experiment: str, results_dir: str | Path = "results") -> pd.DataFrame:
-    """One row per cell of ``experiment``: identity, status and test metrics."""
-    tracker = Tracker(existing_store(results_dir))
+def load(
+    experiment: str, results_dir: str | Path = "results", tracking_uri: str | None = None
+) -> pd.DataFrame:
+    """One row per cell of ``experiment``: identity, status and test metrics, from the
+    store at ``tracking_uri`` (default: ``$BENCH_TRACKING_URI``, else ``results_dir``'s)."""
+    tracker = existing_store(results_dir, tracking_uri)
     cells = tracker.frame(tracker.require_experiment(experiment))
     warning = comparability_warning(cells)
     if warning:

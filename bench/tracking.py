@@ -1,14 +1,17 @@
 """MLflow tracking: one run per cell, tagged with the cell's stable hash and the platform
 it ran on; the one place that reads runs back (``Tracker.frame``, ``Tracker.find_runs``).
 
-The store is SQLite at ``<results_dir>/mlflow.db`` with artifacts under
-``<results_dir>/artifacts/``. A FINISHED run carrying a cell's hash means the cell is
-done, so rerunning a command resumes it. A run left RUNNING by a process that no longer
-exists (kill -9, power loss) is marked KILLED when its cell is started again.
+The store is the tracking URI's (:mod:`bench.stores`): by default SQLite at
+``<results_dir>/mlflow.db`` with artifacts under ``<results_dir>/artifacts/``; else an MLflow
+tracking server (artifacts where the server puts them) or a database. A FINISHED run
+carrying a cell's hash means the cell is done, so rerunning a command resumes it, on every
+backend. A run left RUNNING by a process that no longer exists (kill -9, power loss) is
+marked KILLED when its cell is started again.
 
 Several processes may write into one store (``bench run --executor process``, joined
-``bench tune`` studies): the database is created under a file lock, runs in SQLite's WAL mode
-(readers do not block the writer), and a call that still finds it locked is retried.
+``bench tune`` studies). A SQLite store is created under a file lock, runs in SQLite's WAL
+mode (readers do not block the writer), and a call that still finds it locked is retried; a
+server or a database serialises its writers itself.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ from bench.failures import INTERRUPTED, recorded_class
 from bench.failures import TAG as FAILURE_TAG
 from bench.seeds import AXIS_TAGS
 from bench.spec import CellSpec, flatten
+from bench.stores import redacted, resolve_tracking_uri, sqlite_path, tracking_kind
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints every ended run's URL, credentials included, to stdout for a server store
+os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
@@ -54,6 +60,7 @@ TAG_HASH = "cell_hash"
 MLFLOW_DEFAULT_EXPERIMENT = "0"  # the id of the experiment "Default" that MLflow creates
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 LOCK_RETRY_SECONDS = 120.0  # beyond MLflow's own 20 s SQLite busy timeout per statement
+SERVER_PROBE_SECONDS = 10.0
 TEST_PREFIX = "test/"
 PLATFORM_TAGS = (
     "python_version",
@@ -217,15 +224,23 @@ def check_writable(results_dir: Path) -> Path:
     return results_dir.resolve()
 
 
-def existing_store(results_dir: Path | str) -> Path:
-    """``results_dir``, which must hold a tracking store: a reader (``bench results``,
-    ``bench report``) names the folder to fix instead of creating an empty store."""
-    store = Path(results_dir).expanduser() / "mlflow.db"
-    if not store.is_file():
+def store_exists(results_dir: Path | str, tracking_uri: str | None = None) -> bool:
+    """Whether the store in force holds runs already: a server or a database always may; a
+    SQLite store only once its file exists (reading must not create an empty one)."""
+    uri = resolve_tracking_uri(Path(results_dir).expanduser(), tracking_uri)
+    return tracking_kind(uri) != "sqlite" or sqlite_path(uri).is_file()
+
+
+def existing_store(results_dir: Path | str, tracking_uri: str | None = None) -> Tracker:
+    """The store of a reader (``bench results``, ``bench report``), which must exist: a
+    missing SQLite file names the folder to fix instead of creating an empty store."""
+    if not store_exists(results_dir, tracking_uri):
+        uri = resolve_tracking_uri(Path(results_dir).expanduser(), tracking_uri)
         raise ConfigError(
-            f"no tracking store at {str(store)!r}: pass the --results-dir that bench run wrote to"
+            f"no tracking store at {str(sqlite_path(uri))!r}: pass the --results-dir (or "
+            "--tracking-uri) that bench run wrote to"
         )
-    return Path(results_dir)
+    return Tracker(results_dir, tracking_uri)
 
 
 @contextmanager
@@ -243,10 +258,22 @@ def _is_locked(err: Exception) -> bool:
     return "database is locked" in str(err) or "database table is locked" in str(err)
 
 
+IDEMPOTENT = ("set_tag", "set_terminated")  # the same call twice leaves the same run
+
+
+def _is_insert_race(name: str, err: Exception) -> bool:
+    """Two processes set the same tag of one run at once (joined ``bench tune`` processes
+    closing their study's run): the SQL store's check-then-insert loses the race with a
+    unique-key error, and the same call again finds the row and updates it."""
+    text = str(err)
+    return name in IDEMPOTENT and ("UNIQUE constraint failed" in text or "duplicate key" in text)
+
+
 class RetryingClient:
     """An ``MlflowClient`` whose calls are retried, with jittered backoff, while SQLite
-    reports the database locked. A locked write is rolled back whole, so a retry can
-    neither lose nor double a run."""
+    reports the database locked (a locked write is rolled back whole, so a retry can
+    neither lose nor double a run), and whose idempotent calls are retried after losing an
+    insert race."""
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
@@ -263,7 +290,8 @@ class RetryingClient:
                 try:
                     return value(*args, **kwargs)
                 except Exception as err:
-                    if not _is_locked(err) or time.monotonic() > deadline:
+                    retry = _is_locked(err) or _is_insert_race(name, err)
+                    if not retry or time.monotonic() > deadline:
                         raise
                 time.sleep(delay * (1 + self._jitter.random()))
                 delay = min(2 * delay, 2.0)
@@ -271,12 +299,19 @@ class RetryingClient:
         return call
 
 
-def _open_store(db: Path, uri: str) -> RetryingClient:
+def _open_sqlite(db: Path, uri: str) -> RetryingClient:
     """Create (once, under a lock) and open the SQLite store in WAL mode.
 
     Without the lock, processes opening a new store at once race through MLflow's schema
     migrations and fail with 'table ... already exists'.
     """
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"tracking store folder {str(db.parent)!r} cannot be created ({err.strerror}): "
+            "pass a --tracking-uri or --results-dir you can write to"
+        ) from err
     with file_lock(db.with_name(db.name + ".lock")):
         with closing(sqlite3.connect(db, timeout=60)) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -285,14 +320,90 @@ def _open_store(db: Path, uri: str) -> RetryingClient:
     return client
 
 
-class Tracker:
-    """The MLflow store under one results dir."""
+def _probe_server(uri: str) -> None:
+    """Fail in one line unless the MLflow server at ``uri`` answers its health endpoint
+    (MLflow's own client would retry for minutes first)."""
+    import requests
 
-    def __init__(self, results_dir: Path | str) -> None:
-        self.results_dir = check_writable(Path(results_dir))
-        self.uri = f"sqlite:///{self.results_dir / 'mlflow.db'}"
-        self.client = _open_store(self.results_dir / "mlflow.db", self.uri)
+    try:
+        requests.get(f"{uri}/health", timeout=SERVER_PROBE_SECONDS)
+    except requests.RequestException as err:
+        raise ConfigError(
+            f"the MLflow tracking server {redacted(uri)} does not answer "
+            f"({type(err).__name__}): start it (mlflow server --serve-artifacts ...) or fix "
+            "--tracking-uri"
+        ) from err
+
+
+def _probe_database(uri: str) -> None:
+    """Fail in one line unless the database at ``uri`` accepts a connection (MLflow would
+    retry for about 100 s, logging every attempt) and its driver is installed."""
+    import sqlalchemy
+
+    timeout = {"connect_timeout": int(SERVER_PROBE_SECONDS)}  # libpq's and MySQL drivers' name
+    if not uri.startswith(("postgresql", "mysql")):
+        timeout = {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as err:
+        raise ConfigError(
+            f"the tracking store {redacted(uri)} needs a database driver that is not installed "
+            f"({err}): pip install 'kedr-bench[server]' (PostgreSQL) or that driver"
+        ) from err
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        raise ConfigError(
+            f"the database {redacted(uri)} does not accept a connection "
+            f"({type(err).__name__}): start it, or fix --tracking-uri and the credentials in "
+            "the database client's environment variables"
+        ) from err
+
+
+def _open_store(uri: str) -> RetryingClient:
+    """A client of the store at ``uri``, checked to answer."""
+    kind = tracking_kind(uri)
+    if kind == "sqlite":
+        return _open_sqlite(sqlite_path(uri), uri)
+    if kind == "server":
+        _probe_server(uri)
+    else:
+        _probe_database(uri)
+    try:
+        client = RetryingClient(MlflowClient(tracking_uri=uri))
+        client.search_experiments(max_results=1)  # a database store builds its schema here
+    except Exception as err:  # MLflow and SQLAlchemy raise many types for a bad store
+        raise ConfigError(
+            f"the tracking store {redacted(uri)} cannot be read ({type(err).__name__}): "
+            "check --tracking-uri, and the credentials in MLflow's environment variables"
+        ) from err
+    return client
+
+
+class Tracker:
+    """The MLflow store at a tracking URI (by default the SQLite file of ``results_dir``).
+
+    ``results_dir`` is created and must be writable only when the store or its artifacts
+    live there (SQLite, a database without a server); a worker that writes to a server
+    never touches it.
+    """
+
+    def __init__(self, results_dir: Path | str, tracking_uri: str | None = None) -> None:
+        results_dir = Path(results_dir).expanduser()
+        self.kind = tracking_kind(resolve_tracking_uri(results_dir, tracking_uri))
+        if self.kind == "server":
+            self.results_dir = results_dir.absolute()
+        else:
+            self.results_dir = check_writable(results_dir)
+        self.uri = resolve_tracking_uri(self.results_dir, tracking_uri)
+        self.client = _open_store(self.uri)
         self._commit = _git_commit()
+
+    @property
+    def where(self) -> str:
+        """The store, for messages: its URI without credentials."""
+        return redacted(self.uri)
 
     # experiments -------------------------------------------------------------------
     def experiment_id(self, name: str, create: bool = True) -> str | None:
@@ -301,7 +412,9 @@ class Tracker:
             return found.experiment_id
         if not create:
             return None
-        location = (self.results_dir / "artifacts" / name).as_uri()
+        location = None  # a server decides (its proxied artifact store)
+        if self.kind != "server":
+            location = (self.results_dir / "artifacts" / name).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except MlflowException:  # another process created it first
@@ -321,7 +434,7 @@ class Tracker:
                 if e.experiment_id != MLFLOW_DEFAULT_EXPERIMENT  # MLflow's own, never ours
             )
             raise UnknownNameError(
-                f"no experiment {name!r} in {self.results_dir}: choose one of "
+                f"no experiment {name!r} in {self.where}: choose one of "
                 f"{', '.join(names) or 'none (run bench run first)'}"
             )
         return experiment_id

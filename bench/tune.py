@@ -15,9 +15,16 @@ on one (dataset, missing rate, seed) cell, selected on the validation split only
 - ``--trials N`` is the study's total over all the processes that join it (same storage and
   study name): COMPLETE, PRUNED, FAIL and RUNNING trials count; a trial whose process died or
   was interrupted is voided (FAIL with user attr ``void``) and replaced on the next run.
+- Storage (``--storage``): a database URL for Optuna's ``RDBStorage`` through SQLAlchemy
+  (the SQLite file ``<results>/optuna.db`` by default, or a PostgreSQL/MySQL server that
+  processes on several machines join), or ``journal:PATH`` for Optuna's ``JournalStorage`` on
+  a file of a shared filesystem (see :mod:`bench.stores`).
 - Tracking: one MLflow run per study (experiment ``tune``), one nested run per trial;
-  a pruned trial's run ends KILLED with tag ``optuna_state=PRUNED``. :class:`StudyStorage`
-  is the only code that reaches into Optuna's internals.
+  a pruned trial's run ends KILLED with tag ``optuna_state=PRUNED``. The process that
+  creates the study creates its run and records the run's id in the study (user attr
+  ``mlflow_parent_run_id``), so that processes on other machines, which share no lock file,
+  join the same run. :class:`StudyStorage` is the only code that reaches into Optuna's
+  internals.
 - Export: the best trial to ``<results>/tune/<study>.yaml`` (``hparams: {method: ...}`` and
   ``train: {lr, weight_decay}``), which ``bench run --hparams FILE`` reads.
 """
@@ -30,6 +37,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,12 +48,14 @@ import sqlalchemy
 import yaml
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import ConfigError
 from bench.interface import METHODS
 from bench.metrics import metric_spec
 from bench.spec import CellSpec, flatten
+from bench.stores import is_journal, journal_path, redacted
 from bench.train import EpochRecord
 
 if TYPE_CHECKING:  # mlflow loads slowly; bench.cell and bench.tracking import it
@@ -58,6 +68,12 @@ TPE_SETTINGS = {"multivariate": True, "constant_liar": True, "n_startup_trials":
 PRUNER_SETTINGS = {"n_startup_trials": 5, "n_warmup_steps": 1}
 VOID = "void"  # user attr of a trial that does not count towards --trials, with the reason
 STUDY_NAME = re.compile(r"[A-Za-z0-9_.@+-]+")
+PARENT_ATTR = "mlflow_parent_run_id"
+PARENT_WAIT_SECONDS = 30.0  # a joiner waits this long for the creator to record its run
+STORAGE_FORMS = (
+    "a database URL such as sqlite:///results/optuna.db or postgresql://USER@HOST/DB, "
+    "or journal:PATH for a file on a shared disk"
+)
 
 
 def search_space(method: str, trial: Any) -> dict[str, Any]:
@@ -137,6 +153,7 @@ class TuneTask:
     trials: int  # the study's total
     results_dir: Path
     experiment: str = "tune"
+    tracking_uri: str | None = None  # None: $BENCH_TRACKING_URI, else results_dir's SQLite
 
     @property
     def monitor(self) -> str:
@@ -153,32 +170,47 @@ def _identity(base: CellSpec) -> dict[str, str]:
     return {k: str(v) for k, v in flatten(base.to_dict()).items() if k not in skip}
 
 
-def redacted(url: str) -> str:
-    """A database URL without its password, for logs and tags."""
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's storage for ``--storage``: ``JournalStorage`` on a file for ``journal:PATH``,
+    else ``RDBStorage`` on the database URL (SQLite waits up to 60 s for a lock)."""
+    if is_journal(url):
+        path = journal_path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise ConfigError(
+                f"--storage {url!r} cannot be opened ({err.strerror}): give a file in a "
+                "folder you can write to"
+            ) from err
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return "(not a database URL)"
-
-
-def open_study(task: TuneTask) -> optuna.Study:
-    """Create the study, or join it after checking that it tunes the same cell."""
-    engine = {"connect_args": {"timeout": 60}} if task.storage.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(task.storage, engine_kwargs=engine)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except sqlalchemy.exc.DBAPIError:  # processes building a new schema at once race
+            time.sleep(1.0)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         raise ConfigError(
-            f"--storage {redacted(task.storage)!r} cannot be opened ({type(err).__name__}): "
-            "give a database URL such as sqlite:///results/optuna.db"
+            f"--storage {redacted(url)!r} cannot be opened ({type(err).__name__}): give "
+            f"{STORAGE_FORMS}"
         ) from err
-    study = optuna.create_study(
-        storage=storage,
-        study_name=task.study,
-        direction="maximize" if metric_spec(task.monitor).higher_is_better else "minimize",
-        sampler=TrialSeededTPE(task.base.seed, **TPE_SETTINGS),
-        pruner=optuna.pruners.MedianPruner(**PRUNER_SETTINGS),
-        load_if_exists=True,
-    )
+
+
+def open_study(task: TuneTask) -> tuple[optuna.Study, bool]:
+    """Create the study, or join it after checking that it tunes the same cell; True when
+    this process created it."""
+    study_options = {
+        "storage": open_storage(task.storage),
+        "study_name": task.study,
+        "sampler": TrialSeededTPE(task.base.seed, **TPE_SETTINGS),
+        "pruner": optuna.pruners.MedianPruner(**PRUNER_SETTINGS),
+    }
+    direction = "maximize" if metric_spec(task.monitor).higher_is_better else "minimize"
+    try:
+        study, created = optuna.create_study(direction=direction, **study_options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(**study_options), False
     identity, stored = _identity(task.base), study.user_attrs.get("cell")
     if stored is None:
         for key, value in {"cell": identity, **settings(task)}.items():
@@ -189,7 +221,7 @@ def open_study(task: TuneTask) -> optuna.Study:
             f"study {task.study!r} tunes a cell with {key}={stored.get(key)}, not "
             f"{identity.get(key)}: pass the options it was started with, or a new --study"
         )
-    return study
+    return study, created
 
 
 def settings(task: TuneTask) -> dict[str, dict[str, Any]]:
@@ -322,23 +354,47 @@ def _run_and_tell(
     return study.tell(trial, result.val_metrics[task.monitor])
 
 
-def _parent_run(tracker: Tracker, experiment_id: str, task: TuneTask) -> str:
-    """The study's MLflow run (created by the first process, reopened by later ones)."""
+def _recorded_parent(study: optuna.Study, tracker: Tracker, wait: bool) -> str | None:
+    """The study's run id as its creator recorded it (waiting for a creator that is still
+    starting when ``wait``), if that run is in this tracking store."""
+    from mlflow.exceptions import MlflowException
+
+    deadline = time.monotonic() + (PARENT_WAIT_SECONDS if wait else 0.0)
+    while (run_id := study.user_attrs.get(PARENT_ATTR)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if run_id is None:
+        return None
+    try:
+        tracker.client.get_run(run_id)
+    except MlflowException:  # recorded in another tracking store
+        return None
+    return run_id
+
+
+def _parent_run(
+    tracker: Tracker, experiment_id: str, task: TuneTask, study: optuna.Study, created: bool
+) -> str:
+    """The study's MLflow run: created by the process that created the study, which records
+    its id in the study; reopened by the processes that join it."""
     from mlflow.entities import Param
 
-    found = tracker.find_runs(
-        experiment_id, tags={"optuna_study": task.study, "optuna_role": "study"}
-    )
-    if found:
-        run_id = found[0].run_id
-        if found[0].status != "RUNNING":
+    run_id = _recorded_parent(study, tracker, wait=not created)
+    if run_id is None:  # a study from before the id was recorded, or another store's
+        found = tracker.find_runs(
+            experiment_id, tags={"optuna_study": task.study, "optuna_role": "study"}
+        )
+        run_id = found[0].run_id if found else None
+    if run_id is not None:
+        if tracker.client.get_run(run_id).info.status != "RUNNING":
             tracker.client.update_run(run_id, status="RUNNING")
+        study.set_user_attr(PARENT_ATTR, run_id)
         return run_id
     tags = {"mlflow.runName": task.study, "optuna_study": task.study, "optuna_role": "study"}
     tags.update({"optuna_storage": redacted(task.storage), "cell": task.base.label})
     run_id = tracker.client.create_run(experiment_id, tags=tags).info.run_id
     params = flatten({**settings(task), "monitor": task.monitor})
     tracker.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    study.set_user_attr(PARENT_ATTR, run_id)
     return run_id
 
 
@@ -400,11 +456,12 @@ def tune(task: TuneTask) -> optuna.Study:
     from bench.cell import DatasetCache
     from bench.tracking import Tracker, file_lock
 
-    tracker = Tracker(task.results_dir)
+    tracker = Tracker(task.results_dir, task.tracking_uri)
     experiment_id = tracker.experiment_id(task.experiment)
-    with file_lock(tracker.results_dir / "tune.lock"):  # one study and one parent run
-        study = open_study(task)
-        parent_run_id = _parent_run(tracker, experiment_id, task)
+    task.results_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(task.results_dir / "tune.lock"):  # one study per machine at a time
+        study, created = open_study(task)
+        parent_run_id = _parent_run(tracker, experiment_id, task, study, created)
     datasets = DatasetCache(tracker.results_dir / "cache")
     while (trial := next_trial(study, task.trials, tracker)) is not None:
         frozen = _run_and_tell(study, trial, task, tracker, experiment_id, parent_run_id, datasets)

@@ -93,7 +93,7 @@ def test_kill_9_of_a_worker_loses_only_its_cell_and_a_rerun_completes(tmp_path):
 
 @pytest.fixture
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -160,7 +160,7 @@ def test_a_trial_whose_process_died_is_voided_and_replaced(tmp_path, tiny_ref):
     base = CellSpec("late-fusion", tiny_ref, MissingSpec(0.4), TrainSpec(epochs=2), 0)
     task = TuneTask(base, "s", f"sqlite:///{tmp_path}/optuna.db", 1, tmp_path)
     tracker = Tracker(tmp_path)
-    study = open_study(task)
+    study, _ = open_study(task)
     orphan = study.ask()  # asked by a process that was then killed -9
     run_id = tracker.client.create_run(tracker.experiment_id("tune")).info.run_id
     attrs = {"host": socket.gethostname(), "pid": "999999999", "mlflow_run_id": run_id}

@@ -1,8 +1,16 @@
-"""Cells per minute of one grid through each executor: process with 1 and 2 workers, and Ray.
+"""Cells per minute of one grid through each executor: process with 1 and 2 workers, and Ray;
+and the tracking cost of one cell on each tracking backend.
 
     .venv/bin/python -m bench.benchmarks.executors [--epochs 10] [--n-train 615] [--image-size 32]
         [--executors process:1,process:2,process:1@1,ray:2,local@1,local@2] [--rounds 2]
-        [--seeds 2]
+        [--seeds 2] [--tracking sqlite,http] [--tracking-cells 8]
+
+Tracking overhead: ``--tracking-cells`` cells' worth of tracking calls, one after another,
+into a fresh store of each backend (``sqlite``: ``<dir>/mlflow.db``; ``http``: an MLflow
+server started here on 127.0.0.1 with its own SQLite backend and proxied artifacts):
+:meth:`Tracker.start`, one ``log_metrics`` per epoch (``--epochs``, a cell's 16 values), and
+:meth:`Tracker.finish` with a cell's artifacts (predictions of 153 test pairs, masks, config).
+The median seconds per cell is what a backend adds to every cell.
 
 The grid is 4 x seeds small cells on synthetic-retina (late-fusion and moddrop x missing
 rates 0.2 and 0.6 x seeds 0 .. seeds - 1; 8 cells by default). Every executor runs it into
@@ -27,12 +35,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
+from bench.benchmarks.servers import mlflow_server
 from bench.cell import DatasetCache
 from bench.config import expand, resolve
 from bench.executors import ExecutorOptions, run_cells, usable_cores
-from bench.tracking import Tracker
+from bench.tracking import Tracker, write_yaml
+
+TEST_PAIRS = 153
+EPOCH_VALUES = 16  # train/loss, its parts, lr and the validation metrics
 
 
 def grid(args: argparse.Namespace) -> list:
@@ -75,6 +89,47 @@ def time_executor(cells: list, executor: str, cache: Path, root: Path) -> tuple[
     return seconds, statistics.median(r.seconds for r in results)
 
 
+def tracking_seconds(tracker: Tracker, spec, epochs: int, cells: int) -> list[float]:
+    """Seconds of each of ``cells`` cells' tracking calls (no training) into ``tracker``."""
+    experiment_id = tracker.experiment_id("tracking")
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), TEST_PAIRS)
+    predictions = pd.DataFrame(probs, columns=[f"prob_{k}" for k in range(4)])
+    masks = {s: rng.random((TEST_PAIRS, 2)) > 0.4 for s in ("train", "val", "test")}
+    values = {f"val/metric_{k}": float(k) for k in range(EPOCH_VALUES)}
+
+    def artifacts(folder: Path) -> None:
+        predictions.to_csv(folder / "predictions.csv", index=False)
+        np.savez(folder / "masks.npz", **masks)
+        write_yaml(folder / "config.yaml", spec.to_dict())
+
+    out = []
+    for _ in range(cells):
+        started = time.perf_counter()
+        run_id = tracker.start(experiment_id, spec, "cpu")
+        for epoch in range(epochs):
+            tracker.log_metrics(run_id, values, step=epoch)
+        tracker.finish(run_id, {"f1_macro": 0.5}, artifacts)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def tracking_overhead(backends: list[str], spec, epochs: int, cells: int, root: Path) -> None:
+    for backend in backends:
+        folder = Path(tempfile.mkdtemp(dir=root))
+        if backend == "sqlite":
+            seconds = tracking_seconds(Tracker(folder), spec, epochs, cells)
+        elif backend == "http":
+            with mlflow_server(folder / "server") as url:
+                seconds = tracking_seconds(Tracker(folder, url), spec, epochs, cells)
+        else:
+            raise SystemExit(f"--tracking takes sqlite and http, not {backend!r}")
+        print(
+            f"tracking {backend:<6} {statistics.median(seconds):.3f} s/cell (median of {cells}; "
+            f"min {min(seconds):.3f}, max {max(seconds):.3f}; {epochs} epochs of metrics)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -85,6 +140,8 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per (method, rate)")
+    parser.add_argument("--tracking", default="sqlite,http", help="backends to time, or ''")
+    parser.add_argument("--tracking-cells", dest="tracking_cells", type=int, default=8)
     args = parser.parse_args()
     cells = grid(args)
     executors = args.executors.split(",")
@@ -107,6 +164,8 @@ def main() -> None:
         rates = {e: 60 * len(cells) / statistics.median(s) for e, s in seconds.items()}
         for executor, rate in rates.items():
             print(f"{executor:<12} {rate:6.2f} cells/min (median of {args.rounds})")
+        backends = [b for b in args.tracking.split(",") if b]
+        tracking_overhead(backends, cells[0], args.epochs, args.tracking_cells, root)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         for one, two in (("process:1", "process:2"), ("process:1@1", "process:2")):
             if one in rates and two in rates:

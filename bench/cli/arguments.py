@@ -36,3 +36,14 @@ def data_root_sets(items: list[str] | None) -> list[str]:
             )
         sets.append(f"dataset_options.{name.strip()}.root={path.strip()}")
     return sets
+
+
+def add_tracking_uri(parser) -> None:
+    """The ``--tracking-uri`` flag of every subcommand that reads or writes runs."""
+    parser.add_argument(
+        "--tracking-uri",
+        dest="tracking_uri",
+        metavar="URI",
+        help="MLflow store: sqlite:///PATH, http(s)://HOST:PORT (a tracking server) or a "
+        "database URL (default $BENCH_TRACKING_URI, else sqlite:///<results-dir>/mlflow.db)",
+    )

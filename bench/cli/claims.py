@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.cli.arguments import add_tracking_uri
+
 FORMATS = ("md", "csv", "json")
 
 
@@ -21,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     claims.add_argument("--experiment", required=True)
     claims.add_argument("--results-dir", dest="results_dir", default="results")
+    add_tracking_uri(claims)
     claims.add_argument(
         "--dataset",
         help="test every claim on this dataset instead of the paper's (e.g. synthetic-retina): "
@@ -58,7 +61,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from bench.report.variance import seed_variance, variance_table
     from bench.results import render
 
-    runs = collect(args.experiment, args.results_dir)
+    runs = collect(args.experiment, args.results_dir, args.tracking_uri)
     claims = load_claims(args.claims)
     planner = planner_for(runs, args.results_dir)
     results = evaluate_claims(runs.frame, claims, planner, args.dataset)

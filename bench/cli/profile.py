@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.cli.arguments import add_tracking_uri
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     prof = sub.add_parser("profile", help="parameters, FLOPs, step time and memory of a method")
@@ -36,8 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prof.add_argument(
         "--save",
         action="store_true",
-        help="also write <results-dir>/profile/<method>.json for reports",
+        help="also write <results-dir>/profile/<method>.json for reports, and record the "
+        "profile as a run of experiment 'profile' in the tracking store",
     )
+    add_tracking_uri(prof)
     prof.add_argument("--results-dir", dest="results_dir", default="results")
     prof.set_defaults(func=cmd_profile)
 
@@ -69,6 +73,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         (folder / f"{args.method.replace(':', '_')}.json").write_text(
             json.dumps(result.to_dict(), indent=1)
         )
+        record_profile(result.to_dict(), args.results_dir, args.tracking_uri)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
@@ -85,3 +90,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for label, value in rows:
         print(f"  {label:<32} {value}")
     return 0
+
+
+def record_profile(values: dict, results_dir: str, tracking_uri: str | None) -> str:
+    """The profile as one FINISHED run of experiment ``profile`` (numbers as metrics, the
+    rest as params); its run id."""
+    from mlflow.entities import Metric, Param
+
+    from bench.tracking import Tracker
+
+    tracker = Tracker(Path(results_dir), tracking_uri)
+    tags = {"mlflow.runName": f"profile {values['method']}", "profile_method": values["method"]}
+    run_id = tracker.client.create_run(tracker.experiment_id("profile"), tags=tags).info.run_id
+    numbers = {k: v for k, v in values.items() if isinstance(v, int | float)}
+    tracker.client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in numbers.items()],
+        params=[Param(k, str(v)) for k, v in values.items() if k not in numbers],
+    )
+    tracker.client.set_terminated(run_id, "FINISHED")
+    return run_id

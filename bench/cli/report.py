@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from bench.cli.arguments import add_tracking_uri
+
 DEFAULT_FORMATS = "md,tex,csv,pdf"  # bench.report.build.FORMATS, kept here for a fast --help
 
 
@@ -21,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     report.add_argument("--experiment", required=True)
     report.add_argument("--results-dir", dest="results_dir", default="results")
+    add_tracking_uri(report)
     report.add_argument("--out", help="output folder (default reports/<experiment>)")
     report.add_argument(
         "--formats",
@@ -46,9 +49,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     out = check_output_folder(args.out or Path("reports") / args.experiment, "--out")
     written = build_report(
-        args.experiment, args.results_dir, out, formats, reference_method=args.reference
+        args.experiment,
+        args.results_dir,
+        out,
+        formats,
+        reference_method=args.reference,
+        tracking_uri=args.tracking_uri,
     )
-    not_finished = collect(args.experiment, args.results_dir).not_finished
+    not_finished = collect(args.experiment, args.results_dir, args.tracking_uri).not_finished
     for path in written:
         if path.suffix in (".md", ".pdf"):
             print(path)

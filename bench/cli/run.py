@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.cli.arguments import data_root_sets, numbers, split_list
+from bench.cli.arguments import add_tracking_uri, data_root_sets, numbers, split_list
 
 if TYPE_CHECKING:  # torch and MLflow load slowly; --help must not wait for them
     from bench.cell import CellResult
     from bench.executors import ExecutorOptions
     from bench.spec import CellSpec
+    from bench.tracking import Tracker
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a shipped protocol, applied first (e.g. kedr-paper, kedr-paper-frozen); "
         "--config, flags and --set adjust it",
     )
+    add_tracking_uri(run)
     run.add_argument("--config", help="YAML file with any of the keys below")
     run.add_argument(
         "--set",
@@ -96,6 +98,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the grid and its settings after the checks that need no data; run nothing",
     )
+    run.add_argument(
+        "--cells-per-gpu",
+        dest="cells_per_gpu",
+        type=int,
+        help="workers sharing one GPU, each capped at 1/K of its memory (process, ray)",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -107,7 +115,9 @@ def resolve_grid(
     from bench.config import expand, load_hparams_file, resolve
     from bench.executors import ExecutorOptions
 
-    options = ExecutorOptions(args.executor, args.workers, args.ray_address, args.threads)
+    options = ExecutorOptions(
+        args.executor, args.workers, args.ray_address, args.threads, args.cells_per_gpu
+    )
     tuned = load_hparams_file(args.hparams) if args.hparams else {}
     missing = {"mechanism": args.mechanism, "modality": args.modality, "apply_to": args.apply_to}
     train = {"epochs": args.epochs, "device": args.device, "batch_size": args.batch_size}
@@ -119,6 +129,7 @@ def resolve_grid(
         "seed_axes": split_list(args.seed_axes),
         "experiment": args.experiment,
         "results_dir": args.results_dir,
+        "tracking_uri": args.tracking_uri,
         "missing": {k: v for k, v in missing.items() if v is not None},
         "train": {**tuned.get("train", {}), **{k: v for k, v in train.items() if v is not None}},
         "hparams": tuned.get("hparams"),
@@ -130,17 +141,13 @@ def resolve_grid(
 
 
 def recorded_split(
-    cells: list[CellSpec], results_dir: Path, experiment: str, retry_failed: bool
+    cells: list[CellSpec], tracker: Tracker | None, experiment: str, retry_failed: bool
 ) -> tuple[list[CellSpec], list[CellResult]]:
-    """(cells to run, results of cells already recorded), read without creating a store or
-    an experiment that does not exist yet."""
+    """(cells to run, results of cells already recorded), read without creating a store
+    (``tracker`` is None when there is none yet) or an experiment that does not exist yet."""
     from bench.executors import pending_cells
-    from bench.tracking import Tracker
 
-    if not (results_dir / "mlflow.db").is_file():
-        return cells, []
-    tracker = Tracker(results_dir)
-    experiment_id = tracker.experiment_id(experiment, create=False)
+    experiment_id = None if tracker is None else tracker.experiment_id(experiment, create=False)
     if experiment_id is None:
         return cells, []
     return pending_cells(cells, tracker, experiment_id, retry_failed)
@@ -151,17 +158,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.plan import describe_grid
     from bench.preflight import check_disk, check_grid, check_store
     from bench.results import results_frame, summary_table, unfinished_line
-    from bench.tracking import Tracker
+    from bench.stores import resolve_tracking_uri, tracking_kind
+    from bench.tracking import Tracker, store_exists
 
     config, cells, options = resolve_grid(args)
     check_grid(cells, options.name, read_disk=False)  # no disk, no store: fails fast
     if args.dry_run:
         print(describe_grid(config, cells))
         return 0
-    results_dir = check_store(config["results_dir"])
-    todo, skipped = recorded_split(cells, results_dir, config["experiment"], config["retry_failed"])
+    results_dir, uri = Path(config["results_dir"]).expanduser(), config["tracking_uri"]
+    if not (
+        options.name == "ray" and tracking_kind(resolve_tracking_uri(results_dir, uri)) == "server"
+    ):
+        results_dir = check_store(results_dir)  # Ray workers on a server never touch it
+    tracker = Tracker(results_dir, uri) if store_exists(results_dir, uri) else None
+    todo, skipped = recorded_split(cells, tracker, config["experiment"], config["retry_failed"])
     check_disk(todo)  # the sources of the datasets on disk, before any cell starts
-    tracker = Tracker(results_dir)
+    tracker = tracker or Tracker(results_dir, uri)
     experiment_id = tracker.experiment_id(config["experiment"])  # before any worker starts
     logging.getLogger("bench").info(
         "%d cells: %d to run, %d already recorded", len(cells), len(todo), len(skipped)

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.cli.arguments import add_tracking_uri
 from bench.errors import ConfigError
 
 
@@ -69,7 +70,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"--study {study_name!r} may use only letters, digits and _.@+-")
     results_dir = Path(args.results_dir).expanduser().resolve()
     storage = args.storage or f"sqlite:///{results_dir / 'optuna.db'}"
-    task = TuneTask(base, study_name, storage, args.trials, results_dir, args.experiment)
+    task = TuneTask(
+        base, study_name, storage, args.trials, results_dir, args.experiment, args.tracking_uri
+    )
     study = tune(task)
     states = [t.state.name for t in counted_trials(study.get_trials(deepcopy=False))]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
@@ -118,8 +121,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tune_.add_argument("--seed", type=int, default=0, help="training and sampler seed")
     tune_.add_argument("--study", help="study name (default <method>_<dataset>_r<rate>_s<seed>)")
     tune_.add_argument(
-        "--storage", help="Optuna storage URL (default sqlite:///<results-dir>/optuna.db)"
+        "--storage",
+        help="Optuna storage: a database URL (default sqlite:///<results-dir>/optuna.db; "
+        "postgresql://USER@HOST/DB for a server) or journal:PATH (a file on a shared disk)",
     )
+    add_tracking_uri(tune_)
     tune_.add_argument("--results-dir", dest="results_dir", default="results")
     tune_.add_argument("--experiment", default="tune", help="MLflow experiment of the trials")
     tune_.add_argument("--epochs", type=int)

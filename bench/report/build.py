@@ -63,6 +63,7 @@ from bench.report.tables import (
     utc,
 )
 from bench.report.variance import seed_variance, variance_table
+from bench.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def build_report(
     formats: tuple[str, ...] = FORMATS,
     reference_method: str | None = None,
     reference_dir: Path = reference.REFERENCE_DIR,
+    tracking_uri: str | None = None,
 ) -> list[Path]:
     """Write the report of ``experiment`` under ``out`` (default ``reports/<experiment>``)
     and return the paths written, sorted. Figures (PNG and SVG) are always written."""
@@ -150,7 +152,7 @@ def build_report(
         raise ConfigError(
             f"unknown report format(s) {', '.join(unknown)}: choose from {','.join(FORMATS)}"
         )
-    runs = collect(experiment, results_dir)
+    runs = collect(experiment, results_dir, tracking_uri)
     out = Path(out) if out is not None else Path("reports") / experiment
     with matplotlib.rc_context(RC):
         blocks, frames = _assemble(runs, Path(results_dir), reference_method, reference_dir)
@@ -219,7 +221,7 @@ def _assemble(
         blocks += [stats_table(comparison, ref), ts_stats_table(ts_comparison, ref)]
     claim_blocks, claim_frames = _claims_and_variance(runs, results_dir, reference_dir, predictions)
     blocks += claim_blocks
-    blocks += _efficiency(results_dir, reference.cost(reference_dir))
+    blocks += _efficiency(results_dir, reference.cost(reference_dir), runs.tracker)
     blocks += [Heading("Provenance", 2), Paragraph(_comparability(runs)), provenance_table(frame)]
 
     frames = {
@@ -459,8 +461,21 @@ def _claims_and_variance(
     return blocks, frames
 
 
-def load_profiles(results_dir: Path) -> pd.DataFrame:
-    """``<results_dir>/profile/*.json`` as written by ``bench profile --save``."""
+def stored_profiles(tracker: Tracker) -> dict[str, dict]:
+    """The newest FINISHED run of each method in the store's ``profile`` experiment (as
+    ``bench profile --save`` records it), by method."""
+    experiment_id = tracker.experiment_id("profile", create=False)
+    found: dict[str, dict] = {}
+    for run in [] if experiment_id is None else tracker.find_runs(experiment_id, status="FINISHED"):
+        values = {**run.params, **run.metrics}  # oldest first: the newest stays
+        if all(key in values for key in PROFILE_KEYS):
+            found[run.tags.get("profile_method", values["method"])] = values
+    return found
+
+
+def load_profiles(results_dir: Path, tracker: Tracker | None = None) -> pd.DataFrame:
+    """``<results_dir>/profile/*.json`` as written by ``bench profile --save``, and the
+    profiles recorded in ``tracker``'s store for methods without a file, by method."""
     rows = []
     for path in sorted((results_dir / "profile").glob("*.json")):
         data = json.loads(path.read_text())
@@ -471,17 +486,26 @@ def load_profiles(results_dir: Path) -> pd.DataFrame:
                 "bench profile --method M --save"
             )
         rows.append({k: data[k] for k in PROFILE_KEYS})
-    return pd.DataFrame(rows, columns=list(PROFILE_KEYS))
+    filed = {row["method"] for row in rows}
+    stored = stored_profiles(tracker) if tracker is not None else {}
+    for method, values in sorted(stored.items()):
+        if method not in filed:
+            row = {k: values[k] for k in PROFILE_KEYS}
+            row.update({k: int(row[k]) for k in ("params_train", "params_infer")})
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(PROFILE_KEYS))
+    return frame.sort_values("method", ignore_index=True)
 
 
-def _efficiency(results_dir: Path, paper_cost: pd.DataFrame) -> list[Block]:
-    profiles = load_profiles(results_dir)
+def _efficiency(results_dir: Path, paper_cost: pd.DataFrame, tracker: Tracker) -> list[Block]:
+    profiles = load_profiles(results_dir, tracker)
     if profiles.empty:
         return [
             Heading("Efficiency", 2),
             Paragraph(
-                f"No profile files in {results_dir / 'profile'}: run bench profile --method M "
-                f"--save --results-dir {results_dir} for each method to add the efficiency table."
+                f"No profile files in {results_dir / 'profile'} nor profile runs in the store: "
+                f"run bench profile --method M --save --results-dir {results_dir} for each "
+                "method to add the efficiency table."
             ),
         ]
     blocks: list[Block] = [Heading("Efficiency", 2), efficiency_table(profiles)]

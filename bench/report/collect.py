@@ -90,10 +90,14 @@ class ExperimentRuns:
             return pd.read_csv(Path(path))
 
 
-def collect(experiment: str, results_dir: str | Path) -> ExperimentRuns:
-    """The FINISHED cells of ``experiment``; raise a :class:`BenchError` saying what to fix
-    when the store, the experiment or finished cells are missing."""
-    tracker = Tracker(existing_store(results_dir))
+def collect(
+    experiment: str, results_dir: str | Path, tracking_uri: str | None = None
+) -> ExperimentRuns:
+    """The FINISHED cells of ``experiment`` in the store at ``tracking_uri`` (default:
+    ``$BENCH_TRACKING_URI``, else ``results_dir``'s SQLite file); raise a
+    :class:`BenchError` saying what to fix when the store, the experiment or finished cells
+    are missing."""
+    tracker = existing_store(results_dir, tracking_uri)
     cells = tracker.frame(tracker.require_experiment(experiment))
     done = cells["status"] == "FINISHED"
     not_finished = dict(sorted(Counter(cells.loc[~done, "status"]).items()))
