@@ -107,7 +107,8 @@ def test_unwritable_results_dir_is_reported(tmp_path, capsys):
 def test_results_for_an_unknown_experiment_names_the_known_ones(tmp_path, capsys):
     assert main(["results", "--experiment", "nope", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "no tracking store at" in err and "pass the --results-dir (or --tracking-uri) that bench run wrote" in err
+    assert "no tracking store at" in err
+    assert "pass the --results-dir (or --tracking-uri) that bench run wrote" in err
     assert not (tmp_path / "mlflow.db").exists()  # a reader creates no store
 
     Tracker(tmp_path).experiment_id("t")
