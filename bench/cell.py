@@ -176,6 +176,7 @@ def run_cell(
     A :class:`StopCell` from a hook, or Ctrl-C, ends the run KILLED and is re-raised.
     """
     started = time.perf_counter()
+    marks = {}  # seconds since ``started`` at the end of each phase: where a cell's time goes
     device = resolve_device(spec.train.device)
     run_id = tracker.start(experiment_id, spec, str(device), {**axis_tags(spec), **hooks.tags})
     phase = "data"  # where a failure happened decides its class (bench.failures)
@@ -188,6 +189,7 @@ def run_cell(
         splits = {s: MaskedSplit(data.split(s), torch.from_numpy(masks[s])) for s in used}
         if device.type == "cuda":
             splits = {s: split.pinned() for s, split in splits.items()}
+        marks["seconds_data"] = time.perf_counter() - started
         phase = "method"
         method = cell_method(spec, data)
 
@@ -199,6 +201,7 @@ def run_cell(
         history = fit(
             method, splits["train"], splits["val"], spec.train, device, spec.seed, on_epoch
         )
+        marks["seconds_fit"] = time.perf_counter() - started
         val_metrics = kept_validation(history)
         tracker.log_metrics(
             run_id, {f"best_val/{spec.train.monitor}": val_metrics[spec.train.monitor]}
@@ -219,6 +222,7 @@ def run_cell(
                 saved[name] = predictions_frame(
                     split_preds, labels, masks[split], data.info.classes
                 )
+        marks["seconds_test"] = time.perf_counter() - started
 
         def write_artifacts(folder: Path) -> None:
             for name, frame in saved.items():
@@ -227,11 +231,10 @@ def run_cell(
             write_yaml(folder / "config.yaml", {"cell_hash": spec.hash, **spec.to_dict()})
 
         phase = "store"
+        timing = dict(zip(marks, np.diff([0.0, *marks.values()]).round(2), strict=True))
+        timing["seconds"] = round(time.perf_counter() - started, 2)
         tracker.finish(
-            run_id,
-            metrics,
-            write_artifacts,
-            {"best_epoch": history.best_epoch, "seconds": round(time.perf_counter() - started, 2)},
+            run_id, metrics, write_artifacts, {"best_epoch": history.best_epoch, **timing}
         )
         return CellResult(
             spec,

@@ -30,6 +30,15 @@ def test_a_cell_reports_its_kept_epoch_and_its_validation_metrics(cell):
     assert run.metrics["best_val/f1_macro"] == pytest.approx(kept)
 
 
+def test_a_cell_records_where_its_time_went(cell):
+    spec, tracker, experiment_id, datasets = cell
+    run_cell(spec, tracker, experiment_id, datasets)
+    (run,) = tracker.runs(experiment_id)
+    phases = [float(run.tags[f"seconds_{p}"]) for p in ("data", "fit", "test")]
+    assert all(p >= 0 for p in phases) and phases[1] > 0  # training takes time
+    assert sum(phases) == pytest.approx(float(run.tags["seconds"]), abs=0.05)
+
+
 def test_hooks_tag_the_run_see_every_epoch_and_can_skip_the_test_split(cell, monkeypatch):
     spec, tracker, experiment_id, datasets = cell
 
