@@ -163,6 +163,32 @@ def kept_validation(history: FitResult) -> dict[str, float]:
     return [r for r in history.history if r.stage == last][history.best_epoch[last]].val
 
 
+def score_test(
+    method: Method,
+    splits: dict[str, MaskedSplit],
+    data: LoadedDataset,
+    masks: dict[str, np.ndarray],
+    spec: CellSpec,
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, float], dict[str, pd.DataFrame]]:
+    """The test metrics, the metrics after temperature scaling on the validation split, and
+    the per-sample prediction frames saved with the run (test, test scaled, validation)."""
+    preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
+    y_test = data.test.labels.numpy()
+    scaled = calibrate(method, splits["val"], preds, device, spec.train)
+    saved = {
+        name: predictions_frame(
+            split_preds, data.split(split).labels.numpy(), masks[split], data.info.classes
+        )
+        for name, split, split_preds in (
+            ("predictions", "test", preds),
+            ("predictions_ts", "test", scaled.test),
+            ("predictions_val", "val", scaled.val),
+        )
+    }
+    return compute_metrics(preds.probs, y_test), calibration_metrics(scaled, y_test), saved
+
+
 def run_cell(
     spec: CellSpec,
     tracker: Tracker,
@@ -208,20 +234,8 @@ def run_cell(
         )
         metrics, saved = {}, {}
         if hooks.score_test:
-            preds = predict(method, splits["test"], device, spec.train.batch_size, spec.train.amp)
-            y_test = data.test.labels.numpy()
-            metrics = compute_metrics(preds.probs, y_test)
-            scaled = calibrate(method, splits["val"], preds, device, spec.train)
-            tracker.log_metrics(run_id, calibration_metrics(scaled, y_test))
-            for name, split, split_preds in (
-                ("predictions", "test", preds),
-                ("predictions_ts", "test", scaled.test),
-                ("predictions_val", "val", scaled.val),
-            ):
-                labels = data.split(split).labels.numpy()
-                saved[name] = predictions_frame(
-                    split_preds, labels, masks[split], data.info.classes
-                )
+            metrics, calibrated, saved = score_test(method, splits, data, masks, spec, device)
+            tracker.log_metrics(run_id, calibrated)
         marks["seconds_test"] = time.perf_counter() - started
 
         def write_artifacts(folder: Path) -> None:
