@@ -166,6 +166,22 @@ def orthogonality(
     return (fs @ fm.T).pow(2).mean()
 
 
+CHOICES = {  # the valid values of KEDR's categorical hyper-parameters
+    "specific": ("mlp", "identity"),
+    "gate": ("scalar", "vector"),
+    "prior": ("cot", "step1", "naive"),
+    "alignment": ("ot", "contrastive", "none"),
+    "ot": ("balanced", "unbalanced"),
+    "targets": ("per-sample", "per-class"),
+    "ot_centring": ("features", "batch"),
+    "ot_loss_cost": ("raw", "max-normalised"),
+    "orthogonality": ("same-sample", "all-pairs"),
+    "enrichment": ("none", "batch", "per-sample"),
+    "solver": ("anderson", "broyden"),
+    "weighting": ("fixed", "uncertainty"),
+}
+
+
 @register_method("kedr", variants=VARIANTS)
 class KEDR(Method):
     summary = (
@@ -204,23 +220,12 @@ class KEDR(Method):
         **encoder: Any,
     ) -> None:
         super().__init__(info, **encoder)
-        choices = {
-            "specific": (specific, ("mlp", "identity")),
-            "gate": (gate, ("scalar", "vector")),
-            "prior": (prior, ("cot", "step1", "naive")),
-            "alignment": (alignment, ("ot", "contrastive", "none")),
-            "ot": (ot, ("balanced", "unbalanced")),
-            "targets": (targets, ("per-sample", "per-class")),
-            "ot_centring": (ot_centring, ("features", "batch")),
-            "ot_loss_cost": (ot_loss_cost, ("raw", "max-normalised")),
-            "orthogonality": (orthogonality, ("same-sample", "all-pairs")),
-            "enrichment": (enrichment, ("none", "batch", "per-sample")),
-            "solver": (solver, ("anderson", "broyden")),
-            "weighting": (weighting, ("fixed", "uncertainty")),
-        }
-        for name, (value, valid) in choices.items():
-            if value not in valid:
-                raise ConfigError(f"kedr {name} {value!r} is not valid: choose one of {valid}")
+        settings = locals()
+        for name, valid in CHOICES.items():
+            if settings[name] not in valid:
+                raise ConfigError(
+                    f"kedr {name} {settings[name]!r} is not valid: choose one of {valid}"
+                )
         if enrichment == "per-sample" and ot == "balanced":
             raise ConfigError(
                 "kedr enrichment 'per-sample' needs ot='unbalanced': the balanced plan of one "
@@ -230,18 +235,10 @@ class KEDR(Method):
         self.alignment = alignment if ked else "none"
         # enrichment needs the class anchors, which only an alignment term trains
         self.enrichment = enrichment if self.alignment != "none" else "none"
-        self.ot, self.targets, self.ot_eps, self.ot_reg_m, self.tau = (
-            ot,
-            targets,
-            ot_eps,
-            ot_reg_m,
-            tau,
-        )
-        self.ot_centring, self.ot_loss_cost, self.orth_pairs = (
-            ot_centring,
-            ot_loss_cost,
-            orthogonality,
-        )
+        self.ot, self.targets, self.tau = ot, targets, tau
+        self.ot_eps, self.ot_reg_m = ot_eps, ot_reg_m
+        self.ot_centring, self.ot_loss_cost = ot_centring, ot_loss_cost
+        self.orth_pairs = orthogonality
         self.weighting, self.weights = weighting, (w_disent, w_conf, w_cls)
 
         self.encoders = self.modality_encoders()
