@@ -1,4 +1,4 @@
-"""Missingness masks (EVALUATION.md, Missingness).
+"""Missingness masks (bench/README.md, "Evaluation protocol").
 
 ``presence_mask`` is a pure function of (dataset, split, n, rate, mechanism, modality,
 seed) (plus the labels for ``mnar-class`` and the batch size for ``released``): every

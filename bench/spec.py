@@ -46,7 +46,7 @@ def _frozen_items(mapping: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]
 
 @dataclass(frozen=True)
 class MissingSpec:
-    """How modalities go missing (EVALUATION.md, Missingness)."""
+    """How modalities go missing (:mod:`bench.protocol`; bench/README.md, "Evaluation protocol")."""
 
     rate: float = 0.0
     mechanism: str = "mcar"

@@ -22,12 +22,10 @@ al. (NeurIPS 2019).
 
 ``deq-fusion:contraction`` swaps in the contraction-first layer KEDR uses (the layer this
 method had before it followed the official one), with the same regulariser. It is kept
-because it measurably helps here: on synthetic-retina the official layer, at the harness's
-feature width (d = 64), does not reach the forward tolerance within 55 steps nor the
-adjoint one within 20 from initialisation to the last epoch, so it trains on truncated,
-inexact implicit gradients, more slowly and to a lower score; the
-contraction-first layer converges in a few steps throughout (the README's results note
-has the numbers).
+because it trains better here: at the harness's feature width (d = 64) the official layer
+did not reach its tolerances within the solver budgets (55 forward, 20 adjoint steps) on
+synthetic-retina, so it trained on truncated implicit gradients, while the contraction-first
+layer converged (the measurement: results/README.md, "DEQ fusion layers").
 
 Fidelity:
 - Paper (arXiv:2306.16645): the fused state is the fixed point of one fusion layer that

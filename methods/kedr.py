@@ -43,8 +43,8 @@ Fidelity:
   the rest of its batch); ``'per-sample'`` solves one problem per sample, so it does not.
   The plan rows are normalised (a barycentric projection, Courty et al., IEEE TPAMI 2017);
   the released rows sum to 1/B, which shrinks the term with the batch size. Off by
-  default, as measured on synthetic-retina (README): per-sample enrichment lowered KEDR's
-  F1 and its ECE before temperature scaling, and left its ECE after scaling as it was.
+  default; the measurement that decided it is in results/README.md ("KEDR semantic
+  enrichment").
 - TCP target detached, unlike the released code: Corbiere et al. (NeurIPS 2019) regress
   the confidence onto the true-class probability of a fixed classifier; a live target lets
   the MSE pull the auxiliary classifier's probability towards the confidence net's output.

@@ -1,4 +1,4 @@
-"""The contract every registered method passes (METHODS.md, last paragraph)."""
+"""The contract every registered method passes (methods/README.md, "Adding a method")."""
 
 from __future__ import annotations
 

@@ -278,7 +278,7 @@ def largest_batch(name: str, setting: Setting, device: torch.device, budget: Bud
 
 
 MODELS = ("backbones", "late-fusion", "kedr")
-COMPILE_NEEDS_S = 90.0  # a ResNet-50 pair's training graph takes about a minute to compile
+COMPILE_NEEDS_S = 90.0  # above a ResNet-50 pair's compile time (results/README.md, "GPU check")
 
 
 def throughput(setting: Setting, device: torch.device, budget: Budget) -> list[dict[str, Any]]:

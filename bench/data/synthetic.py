@@ -27,10 +27,9 @@ Disease signatures (lesions lie near the macula, at the centre of the image):
 Severity scales every lesion's contrast and size; ``difficulty`` divides lesion contrast.
 1.0 is the calibrated default that the tests hold: late fusion of two small CNNs reaches
 80-95 % test accuracy, each modality alone at least 10 points less, and OCT beats fundus on
-wet vs dry AMD. Measured (tests/test_synthetic.py, 20 epochs, mean of training seeds 0-2 |
-3-5): late fusion 86.9 | 87.8 %, fundus 63.4 | 58.2 %, OCT 73.6 | 68.6 %; on the wet and dry
-test eyes OCT 71.6 | 69.1 % vs fundus 63.2 | 58.8 %. The fundus-only numbers swing by up to
-10 points with the training seed, which is why the OCT drusen bump is 0.055, not smaller.
+wet vs dry AMD (``tests/test_synthetic.py``, 20 epochs). The accuracies measured at this
+default, and their spread over training seeds (why the OCT drusen bump is 0.055, not
+smaller): results/README.md ("synthetic-retina calibration").
 Pure numpy, vectorised over samples, deterministic in ``seed``.
 """
 

@@ -1,6 +1,7 @@
 """Pages of the PDF report: text pages, tables drawn as matplotlib tables, and figures, in
 one ``PdfPages`` document that is byte-identical when rebuilt from the same runs (no
-creation date in the metadata; see PITFALLS.md).
+creation or modification date in the metadata, which matplotlib would otherwise set to the
+time of the build).
 """
 
 from __future__ import annotations

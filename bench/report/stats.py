@@ -1,5 +1,6 @@
 """Statistics over seeds and paired cells: summaries, bootstrap intervals, robustness, and
-the pairwise comparison of every method against a reference method (EVALUATION.md).
+the pairwise comparison of every method against a reference method (bench/README.md,
+"Evaluation protocol").
 
 - Confidence intervals: nonparametric bootstrap of the mean over seeds (Efron 1979,
   "Bootstrap methods: another look at the jackknife"; Efron & Tibshirani 1993), percentile

@@ -352,8 +352,8 @@ def published_table(comparison: pd.DataFrame, dataset: str) -> Table:
         ),
         rows=tuple(rows),
         note=(
-            "paper: Li et al., Information Fusion 136 (2026) 104502, via EVALUATION.md "
-            "(results/reference/); ours: mean over seeds with its bootstrap CI."
+            "paper: Li et al., Information Fusion 136 (2026) 104502 (results/reference/, "
+            "transcribed from a summary of the paper); ours: mean over seeds with its bootstrap CI."
         ),
     )
 
@@ -484,7 +484,7 @@ def cost_table(paper_cost: pd.DataFrame) -> Table:
         title="Published cost (KEDR paper)",
         header=("method", "graph", "params (M)", "GFLOPs", "GPU memory (GB)"),
         rows=rows,
-        note="as printed in the paper (via EVALUATION.md), on its own backbones and image size.",
+        note="as printed in the paper (results/reference/), on its own backbones and image size.",
     )
 
 

@@ -26,18 +26,18 @@ with W2_b and G_2 scaled by 0.1 at initialisation, so that F starts as a contrac
 Anderson converges in a few steps; it has no residual z_b, gates each branch by a sigmoid,
 and injects the plain sum of the h_b.
 
-The backward solve stops at 20 steps or a relative residual of 1e-3: as training makes F
-less contractive, a 1e-4 tolerance ran into its 56-step cap within a few epochs on
-synthetic-retina and made a deq-fusion cell several times slower than late fusion (the
-README's results note has the measurement). A truncated adjoint solve is an approximate
+The backward solve stops at 20 steps or a relative residual of 1e-3, not at the official 56
+steps and 1e-4: as training makes F less contractive, the adjoint solve runs into its step cap,
+and every step costs a vector-Jacobian product (the measurement on synthetic-retina:
+results/README.md, "DEQ adjoint tolerance"). A truncated adjoint solve is an approximate
 implicit gradient, which Geng et al. ("On training implicit models", NeurIPS 2021) show still
-trains DEQs. ``jacobian_samples`` > 0 estimates ||J_F(z*)||_F^2 / (B D) in training with that many
-Hutchinson probes (Bai, Koltun, Kolter, "Stabilizing Equilibrium Models by Jacobian
-Regularization", ICML 2021; the official code's ``jac_loss_estimate``, 2 probes), available
-as :meth:`EquilibriumFusion.jacobian_loss` for the caller's loss. ``equilibrium=False``
-applies F once: from z = 0 for :class:`PurifyCombineFusion` (the official ``deq=False``
-path), and for :class:`DEQFusion` (KEDR's ``no-deq`` ablation) from z = [h_1, ..., h_n, mean
-of the present h_b], so that every weight of F still reads a non-zero input and learns.
+trains DEQs. ``jacobian_samples`` > 0 estimates ||J_F(z*)||_F^2 / (B D) in training with that
+many Hutchinson probes (Bai, Koltun, Kolter, "Stabilizing Equilibrium Models by Jacobian
+Regularization", ICML 2021; the official code's ``jac_loss_estimate``, 2 probes), available as
+:meth:`EquilibriumFusion.jacobian_loss` for the caller's loss. ``equilibrium=False`` applies F
+once: from z = 0 for :class:`PurifyCombineFusion` (the official ``deq=False`` path), and for
+:class:`DEQFusion` (KEDR's ``no-deq`` ablation) from z = [h_1, ..., h_n, mean of the present
+h_b], so that every weight of F still reads a non-zero input and learns.
 """
 
 from __future__ import annotations
