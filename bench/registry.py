@@ -1,4 +1,5 @@
-"""One small registry for every kind of plugin (methods now; encoders and executors later).
+"""One small registry for every kind of plugin: methods, dataset adapters, metrics, image and
+text encoders, executors.
 
 Modelled on lm-evaluation-harness's registry and timm's ``register_model``: names map to
 objects, optionally with aliases and named variants (``name:variant``, like timm's

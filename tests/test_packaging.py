@@ -98,7 +98,7 @@ def test_the_wheel_ships_cards_priors_and_references_and_runs_a_cell(tmp_path):
     assert Path(where.strip()).is_relative_to(tmp_path / "venv")
 
     bench = str(tmp_path / "venv" / "bin" / "bench")
-    listed = run([bench, "list"], outside).split("datasets:")[1]
+    listed = run([bench, "list"], outside).split("datasets:")[1].split("metrics:")[0]
     assert sorted(line.split()[0] for line in listed.strip().splitlines()) == sorted(all_cards())
 
     store = ["--experiment", "wheel", "--results-dir", str(outside / "results")]
