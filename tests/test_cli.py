@@ -146,7 +146,11 @@ def test_kill_9_mid_grid_then_rerun_finishes_only_the_missing_cells(tmp_path):
     command = [sys.executable, "-m", "bench.cli", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # signals to the test's process group do not reach it
     )
     deadline = time.monotonic() + 240
     while _finished_count(tmp_path / "killed") < 1 and time.monotonic() < deadline:

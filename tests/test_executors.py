@@ -65,7 +65,11 @@ def test_kill_9_of_a_worker_loses_only_its_cell_and_a_rerun_completes(tmp_path):
     args = run_args(tmp_path, *grid, "--executor", "process", "--workers", "2", "--epochs", "4")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     parent = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.cli", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # signals to the test's process group do not reach it
     )
     victim, deadline = None, time.monotonic() + 240
     while victim is None and time.monotonic() < deadline:

@@ -63,7 +63,11 @@ def cluster_args(results_dir, server: str, cluster: Cluster, experiment: str) ->
 def driver(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.cli", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # signals to the test's process group do not reach it
     )
 
 

@@ -90,7 +90,11 @@ def test_a_grid_on_the_server_survives_kill_9_and_equals_the_sqlite_table(
     args = server_args(tmp_path / "results", server, experiment, *extra)
     env = {**ENV, "BENCH_CACHE_DIR": str(tmp_path / "node-cache")}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.cli", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # signals to the test's process group do not reach it
     )
     victim = kill_a_running_cell(server, experiment, driver)
     _, err = driver.communicate(timeout=300)
