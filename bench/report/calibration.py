@@ -21,7 +21,7 @@ from bench.report.stats import summarise
 from bench.report.tables import (
     DASH,
     Table,
-    format_p,
+    comparison_cells,
     mean_std,
     rank_marks,
     rate_label,
@@ -209,18 +209,7 @@ def ts_stats_table(comparison: pd.DataFrame, reference: str) -> Table:
     """Every method against the reference on the ECE after temperature scaling, paired over
     (dataset, rate, seed), as the statistics table does for the registered metrics."""
     rows = tuple(
-        (
-            row.method,
-            str(row.n),
-            f"{row.wins}/{row.ties}/{row.losses}",
-            DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
-            DASH
-            if math.isnan(row.median_difference)
-            else signed(f"{100 * row.median_difference:+.2f}"),
-            f"{row.statistic:g}",
-            format_p(row.p_value),
-            format_p(row.p_holm),
-        )
+        (row.method, *comparison_cells(row, signed(f"{100 * row.median_difference:+.2f}")))
         for row in comparison.itertuples()
     )
     return Table(

@@ -388,6 +388,21 @@ def format_p(p: float) -> str:
     return DASH if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def comparison_cells(row, median: str) -> tuple[str, ...]:
+    """The cells of one paired comparison (a row of ``stats.compare_to_reference``) after
+    its method: pairs, W/T/L, P(better), the median difference as ``median`` formats it,
+    W, p and p Holm."""
+    return (
+        str(row.n),
+        f"{row.wins}/{row.ties}/{row.losses}",
+        DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
+        DASH if math.isnan(row.median_difference) else median,
+        DASH if math.isnan(row.statistic) else f"{row.statistic:g}",
+        format_p(row.p_value),
+        format_p(row.p_holm),
+    )
+
+
 def stats_table(comparison: pd.DataFrame, reference: str) -> Table:
     """Every method against the reference, per metric: paired cells, W/T/L, P(improvement),
     median difference, Wilcoxon signed-rank p and its Holm adjustment."""
@@ -398,15 +413,7 @@ def stats_table(comparison: pd.DataFrame, reference: str) -> Table:
             (
                 f"{spec.label} ({'higher' if spec.higher_is_better else 'lower'})",
                 row.method,
-                str(row.n),
-                f"{row.wins}/{row.ties}/{row.losses}",
-                DASH if math.isnan(row.prob_improvement) else f"{row.prob_improvement:.2f}",
-                DASH
-                if math.isnan(row.median_difference)
-                else _difference(row.median_difference, spec.display),
-                DASH if math.isnan(row.statistic) else f"{row.statistic:g}",
-                format_p(row.p_value),
-                format_p(row.p_holm),
+                *comparison_cells(row, _difference(row.median_difference, spec.display)),
             )
         )
     raw = [metric_spec(m) for m in dict.fromkeys(comparison["metric"])]
