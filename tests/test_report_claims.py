@@ -238,6 +238,19 @@ def test_an_inconclusive_claim_says_how_many_seeds_would_tell():
     assert f"{result.seeds_needed} seeds would detect 2 points" in result.reason
 
 
+def test_a_contradicted_claim_says_whether_its_direction_held():
+    base = np.array([0.80, 0.82, 0.78, 0.81])
+    claim = dataclasses.replace(LEAD, baseline="late-fusion", relation="more than", size=5.0)
+    ahead = frame_of({"kedr": base + np.array([0.010, 0.012, 0.008, 0.011]), "late-fusion": base})
+    small = evaluate_claim(ahead, claim, "synthetic-retina", PLANNER)
+    assert small.verdict == "contradicted"
+    assert small.reason == "direction holds, size outside the claim"
+    mixed = frame_of({"kedr": base + np.array([-0.02, 0.01, -0.01, 0.005]), "late-fusion": base})
+    unclear = evaluate_claim(mixed, claim, "synthetic-retina", PLANNER)
+    assert unclear.verdict == "contradicted" and unclear.difference.ci_low < 0
+    assert unclear.reason.startswith("the claimed size is excluded: at most +")
+
+
 def test_claims_whose_cells_did_not_run_say_why_and_what_to_run():
     frame = frame_of({"kedr": [0.8, 0.8], "late-fusion": [0.7, 0.7]})
     ablation = evaluate_claim(frame, ABOUT, "synthetic-retina", PLANNER)

@@ -314,7 +314,9 @@ def _detail(outcome: str, d: PairedDifference, claim: Claim, needed: int | None)
                 if d.ci_high < 0
                 else "no difference in the claimed direction"
             )
-        return "direction holds, size outside the claim"
+        if d.ci_low > 0:
+            return "direction holds, size outside the claim"
+        return f"the claimed size is excluded: at most {d.ci_high:+.2f} points"
     if claim.published == 0:
         return "no published size to plan for"
     if needed is None:
