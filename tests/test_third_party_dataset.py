@@ -179,6 +179,6 @@ def test_an_adapter_from_an_entry_point_is_found_by_bench_list_and_loads(tmp_pat
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    listed = done.stdout.split("datasets:")[1].split("loaded")[0].split()
+    listed = done.stdout.split("datasets:")[1].split("metrics:")[0].split()
     assert listed[0] == "tiles" and " ".join(listed[1:]) == card["summary"]
     assert f"loaded 6 (6, 1, 8, 8) {plugins / 'tiles_plugin.py'}" in done.stdout
