@@ -43,6 +43,7 @@ h_b], so that every weight of F still reads a non-zero input and learns.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -55,8 +56,9 @@ def group_norm(dim: int, groups: int = 4) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, dim), dim)
 
 
-class EquilibriumFusion(nn.Module):
-    """The fixed point of ``layer`` over the branch injections, with its solver statistics."""
+class EquilibriumFusion(nn.Module, ABC):
+    """The fixed point of ``layer`` over the branch injections, with its solver statistics;
+    a subclass defines the layer F."""
 
     def __init__(
         self,
@@ -77,9 +79,9 @@ class EquilibriumFusion(nn.Module):
         self.jacobian_samples = jacobian_samples
         self.last_stats = DEQStats(0, math.nan, False)  # backward fields fill in on backward
 
+    @abstractmethod
     def layer(self, z: Tensor, h: Tensor, present: Tensor) -> Tensor:
         """One application of F: z (B, n+1, d), h (B, n, d), present (B, n) -> (B, n+1, d)."""
-        raise NotImplementedError
 
     def single_step_state(self, h: Tensor, present: Tensor) -> Tensor:
         """The state F is applied to once when ``equilibrium`` is False: zeros."""
@@ -166,29 +168,8 @@ class PurifyCombineFusion(EquilibriumFusion):
 class DEQFusion(EquilibriumFusion):
     """The contraction-first layer (see the module docstring); KEDR's CAD fusion."""
 
-    def __init__(
-        self,
-        dim: int,
-        branches: int,
-        equilibrium: bool = True,
-        solver: str = "anderson",
-        max_iter: int = 55,
-        tol: float = 1e-3,
-        backward_max_iter: int = 20,
-        backward_tol: float = 1e-3,
-        jacobian_samples: int = 0,
-    ) -> None:
-        super().__init__(
-            dim,
-            branches,
-            equilibrium,
-            solver,
-            max_iter,
-            tol,
-            backward_max_iter,
-            backward_tol,
-            jacobian_samples,
-        )
+    def __init__(self, dim: int, branches: int, **solve) -> None:
+        super().__init__(dim, branches, **solve)
         self.purify = nn.ModuleList(
             nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, dim))
             for _ in range(branches)
