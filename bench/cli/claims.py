@@ -46,18 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from bench.report.claims import (
-        RULE,
-        absent_line,
-        by_dataset,
+        claim_sections,
         claims_frame,
-        claims_table,
-        commands,
         evaluate_claims,
         load_claims,
         planner_for,
     )
     from bench.report.collect import collect
-    from bench.report.render import to_markdown
     from bench.report.variance import seed_variance, variance_table
     from bench.results import render
 
@@ -73,20 +68,20 @@ def cmd_claims(args: argparse.Namespace) -> int:
         if variance is not None:
             print(render(variance, args.format))
         return 0
-    tested, absent = by_dataset(results, runs.frame["dataset"])
-    blocks = []
-    for dataset, group in tested.items():
-        table = claims_table(group, dataset)
-        blocks.append(f"**{table.title}**\n\n{to_markdown(table)}")
-        blocks += [table.note] if table.note else []
-    blocks += [absent_line(dataset, group) for dataset, group in absent.items()]
-    blocks.append(RULE)
-    todo = commands(results)
-    if todo:
-        blocks.append("To run the claims not run, or add the seeds needed:\n\n" + "\n".join(todo))
+    blocks = [
+        section if isinstance(section, str) else markdown_table(section)
+        for section in claim_sections(results, runs.frame["dataset"])
+    ]
     if variance is not None:
         for dataset in sorted(variance["dataset"].unique()):
-            table = variance_table(variance, dataset)
-            blocks.append(f"**{table.title}**\n\n{to_markdown(table)}\n\n{table.note}")
+            blocks.append(markdown_table(variance_table(variance, dataset)))
     print("\n\n".join(blocks))
     return 0
+
+
+def markdown_table(table) -> str:
+    """A report table as ``bench claims`` prints it: bold title, Markdown table, its note."""
+    from bench.report.render import to_markdown
+
+    parts = [f"**{table.title}**", to_markdown(table)]
+    return "\n\n".join(parts + ([table.note] if table.note else []))

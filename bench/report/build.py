@@ -30,12 +30,8 @@ from bench.report.calibration import (
 )
 from bench.report.claims import (
     CLAIMS_FILE,
-    RULE,
-    absent_line,
-    by_dataset,
+    claim_sections,
     claims_frame,
-    claims_table,
-    commands,
     evaluate_claims,
     load_claims,
     planner_for,
@@ -443,14 +439,8 @@ def _claims_and_variance(
     path = reference_dir / CLAIMS_FILE
     if path.is_file():
         results = evaluate_claims(runs.frame, load_claims(path), planner_for(runs, results_dir))
-        tested, absent = by_dataset(results, runs.frame["dataset"])
-        blocks.append(Paragraph(RULE))
-        blocks += [claims_table(group, dataset) for dataset, group in tested.items()]
-        blocks += [Paragraph(absent_line(d, group)) for d, group in absent.items()]
-        todo = commands(results)
-        if todo:
-            blocks.append(Paragraph("To run the claims not run, or add the seeds needed:"))
-            blocks += [Paragraph(command) for command in todo]
+        sections = claim_sections(results, runs.frame["dataset"])
+        blocks += [Paragraph(s) if isinstance(s, str) else s for s in sections]
         frames["claims"] = claims_frame(results)
     else:
         blocks.append(Paragraph(f"No claims file {path}: nothing to test."))

@@ -631,3 +631,17 @@ def commands(results: list[ClaimResult]) -> list[str]:
     """The ``bench run`` commands that would run every claim not run, and add the seeds an
     inconclusive one needs, merged over rates."""
     return [p.command() for p in merged(r.pending for r in results if r.pending)]
+
+
+def claim_sections(results: list[ClaimResult], datasets: pd.Series) -> list[Table | str]:
+    """What ``bench claims`` prints and the report shows, in order: the verdict rule, a table
+    per dataset whose claims ran, a line per dataset whose claims did not, and the commands
+    that run the missing cells or add the seeds needed."""
+    tested, absent = by_dataset(results, datasets)
+    sections: list[Table | str] = [RULE]
+    sections += [claims_table(group, dataset) for dataset, group in tested.items()]
+    sections += [absent_line(dataset, group) for dataset, group in absent.items()]
+    todo = commands(results)
+    if todo:
+        sections += ["To run the claims not run, or add the seeds needed:", *todo]
+    return sections
