@@ -49,7 +49,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow prints every ended run's URL, credentials included, to stdout for a server store
 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -571,8 +571,9 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp:
             write_artifacts(Path(tmp))
             self.client.log_artifacts(run_id, tmp)
-        for key, value in (extra_tags or {}).items():
-            self.client.set_tag(run_id, key, str(value))
+        tags = [RunTag(key, str(value)) for key, value in (extra_tags or {}).items()]
+        if tags:  # one call, not one per tag: each is a round trip to a tracking server
+            self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail(
